@@ -1,0 +1,379 @@
+"""The one contract every recommender follows.
+
+A model is fitted on :class:`~attnrec.data.Interactions` (indexed events), keeps the histories it was fitted on
+(replaceable with :meth:`Recommender.set_histories`), scores all items for a batch of (user, history) pairs and
+recommends the top k. Subclasses implement :meth:`_fit`, :meth:`score_indices` and, for persistence,
+:meth:`_get_state` / :meth:`_set_state`.
+
+Conventions:
+
+* Item index 0 is padding. Score arrays have shape ``(batch, num_items + 1)`` and column 0 is ``-inf``.
+* ``user_idx == 0`` means an unknown/anonymous user. A model personalises from the history when it can
+  (``uses_history``); otherwise, and for an empty history, it falls back to popularity, flagged per row.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from attnrec import __version__
+from attnrec.config import ModelConfig
+from attnrec.data.interactions import Interactions
+from attnrec.data.vocab import IdVocabulary
+from attnrec.errors import ConfigError, NotFittedError, PersistenceError
+from attnrec.io import FORMAT_NAME, FORMAT_VERSION, load_arrays, read_json, save_arrays, write_json
+from attnrec.training.options import TrainingOptions
+
+MODEL_JSON = "model.json"
+MODEL_WEIGHTS = "model.safetensors"
+VOCAB_JSON = "vocab.json"
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """Top-k results for a batch of requests.
+
+    Attributes:
+        users: the requested user ids (``""`` for an anonymous history).
+        item_idx: ``(batch, k)`` item indices; 0 where fewer than k items could be recommended.
+        items: ``(batch, k)`` external item ids (``""`` where ``item_idx`` is 0).
+        scores: ``(batch, k)`` float32 scores (``-inf`` where ``item_idx`` is 0).
+        fallback: ``(batch,)`` bool, true where the popularity fallback answered.
+    """
+
+    users: list[str]
+    item_idx: np.ndarray
+    items: np.ndarray
+    scores: np.ndarray
+    fallback: np.ndarray
+
+    def row(self, i: int) -> list[tuple[str, float]]:
+        """``[(item_id, score), ...]`` of row ``i`` without padding."""
+        return [
+            (str(item), float(score))
+            for item, score, idx in zip(self.items[i], self.scores[i], self.item_idx[i], strict=True)
+            if idx > 0
+        ]
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and values of the ``k`` largest scores per row, best first (ties: lower index first)."""
+    k = min(k, scores.shape[1])
+    if k <= 0:
+        return np.zeros((scores.shape[0], 0), dtype=np.int64), np.zeros((scores.shape[0], 0), dtype=scores.dtype)
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -vals), axis=1)
+    idx = np.take_along_axis(part, order, axis=1)
+    return idx.astype(np.int64), np.take_along_axis(scores, idx, axis=1)
+
+
+class Recommender(ABC):
+    """Base class of every attnrec model.
+
+    Class attributes a subclass sets:
+        name: registry name (``--model``).
+        config_class: its :class:`~attnrec.config.ModelConfig` subclass.
+        citation: the paper (or ``""`` for plain baselines).
+        uses_history: true when scores for a user follow from the item history alone (so unknown users
+            with a history are personalised and new events change results without retraining).
+        predicts_ratings: true for explicit-rating models (MAE/RMSE apply).
+    """
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    citation: ClassVar[str] = ""
+    uses_history: ClassVar[bool] = True
+    predicts_ratings: ClassVar[bool] = False
+
+    def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **overrides: Any) -> None:
+        if isinstance(config, self.config_class):
+            self.config = config.with_updates(**overrides) if overrides else config
+        elif config is None or isinstance(config, dict):
+            self.config = self.config_class.create(config or {}, **overrides)
+        else:
+            raise ConfigError(
+                f"the 'config' parameter of {type(self).__name__} must be a {self.config_class.__name__} or a "
+                f"dict; got {type(config).__name__}"
+            )
+        self.users_: IdVocabulary | None = None
+        self.items_: IdVocabulary | None = None
+        self.popularity_: np.ndarray | None = None
+        self._hist_offsets: np.ndarray | None = None
+        self._hist_items: np.ndarray | None = None
+        self.fit_seconds_: float = 0.0
+        self.train_info_: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ fitting
+    def fit(
+        self,
+        train: Interactions,
+        valid: Interactions | None = None,
+        *,
+        options: TrainingOptions | None = None,
+    ) -> Self:
+        """Fit on ``train`` (``valid`` is used by models that early-stop). Returns ``self``."""
+        if len(train) == 0:
+            raise ConfigError("cannot fit on an empty set of interactions")
+        options = options or TrainingOptions()
+        self.users_ = train.users
+        self.items_ = train.items
+        counts = train.item_counts().astype(np.float32)
+        counts[0] = 0.0
+        self.popularity_ = counts
+        self.set_histories(train)
+        start = time.perf_counter()
+        self._fit(train, valid, options)
+        self.fit_seconds_ = time.perf_counter() - start
+        return self
+
+    @abstractmethod
+    def _fit(self, train: Interactions, valid: Interactions | None, options: TrainingOptions) -> None:
+        """Learn the parameters (attributes ending in ``_``)."""
+
+    def set_histories(self, interactions: Interactions) -> None:
+        """Replace the per-user histories the model knows (for ``recommend(users=...)``) without refitting."""
+        if self.users_ is not None and interactions.users is not self.users_ and interactions.users != self.users_:
+            interactions = interactions.with_vocabularies(self.users_, self.items_)  # type: ignore[arg-type]
+        self._hist_offsets = interactions.sequence_offsets().copy()
+        self._hist_items = interactions.item_idx.copy()
+
+    def history(self, user_idx: int) -> np.ndarray:
+        """The known item-index history of a user (empty for 0 or an unknown index)."""
+        self._check_fitted()
+        assert self._hist_offsets is not None and self._hist_items is not None
+        if not 0 < user_idx < len(self._hist_offsets) - 1:
+            return np.zeros(0, dtype=np.int64)
+        return self._hist_items[self._hist_offsets[user_idx] : self._hist_offsets[user_idx + 1]]
+
+    # ------------------------------------------------------------------ scoring
+    @abstractmethod
+    def score_indices(self, user_idx: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """Scores of every item for each (user, history) pair.
+
+        Args:
+            user_idx: ``(batch,)`` int64 user indices, 0 for unknown/anonymous users.
+            histories: ``batch`` int64 arrays of item indices, oldest first (may be empty).
+
+        Returns:
+            ``(batch, num_items + 1)`` float32 scores, column 0 = ``-inf``. Rows the model cannot personalise
+            may hold anything: :meth:`scores_with_fallback` replaces them.
+        """
+
+    def can_personalise(self, user_idx: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """``(batch,)`` bool: rows the model personalises (others get the popularity fallback)."""
+        has_history = np.asarray([len(h) > 0 for h in histories], dtype=bool)
+        known = np.asarray(user_idx) > 0
+        return has_history if self.uses_history else known
+
+    def scores_with_fallback(
+        self, user_idx: np.ndarray, histories: Sequence[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scores as :meth:`score_indices`, with popularity in the rows that cannot be personalised.
+
+        Returns ``(scores, fallback)`` where ``fallback`` is a ``(batch,)`` bool array.
+        """
+        self._check_fitted()
+        user_idx = np.asarray(user_idx, dtype=np.int64)
+        ok = self.can_personalise(user_idx, histories)
+        scores = np.empty((len(user_idx), self.num_items + 1), dtype=np.float32)
+        if ok.any():
+            rows = np.flatnonzero(ok)
+            scores[rows] = self.score_indices(user_idx[rows], [histories[r] for r in rows])
+        if (~ok).any():
+            assert self.popularity_ is not None
+            scores[~ok] = self.popularity_
+        scores[:, 0] = -np.inf
+        return scores, ~ok
+
+    def recommend(
+        self,
+        users: Sequence[str] | None = None,
+        *,
+        histories: Sequence[Sequence[str]] | None = None,
+        k: int = 10,
+        exclude_seen: bool = True,
+    ) -> Recommendations:
+        """Top-``k`` items for known users and/or explicit histories.
+
+        Args:
+            users: external user ids. Known users use their stored history; unknown users get the popularity
+                fallback (flagged) unless ``histories`` gives them one.
+            histories: external item ids per request, oldest first; when given with ``users`` (same length) it
+                replaces the stored history; alone it describes anonymous sessions. Unknown items are ignored.
+            k: number of items per request (``>= 1``).
+            exclude_seen: drop items of the history from the results.
+        """
+        self._check_fitted()
+        assert self.users_ is not None and self.items_ is not None
+        if k < 1:
+            raise ConfigError(f"the 'k' parameter of recommend must be >= 1; got {k}")
+        if users is None and histories is None:
+            raise ConfigError("recommend needs 'users', 'histories' or both")
+        if users is not None and isinstance(users, str):
+            raise ConfigError("the 'users' parameter of recommend must be a sequence of ids, not a string")
+        if users is not None and histories is not None and len(users) != len(histories):
+            raise ConfigError(
+                f"'users' and 'histories' must have the same length; got {len(users)} and {len(histories)}"
+            )
+        n = len(users) if users is not None else len(histories)  # type: ignore[arg-type]
+        user_ids = [str(u) for u in users] if users is not None else [""] * n
+        uidx = np.asarray([self.users_.get(u) for u in user_ids], dtype=np.int64)
+        if histories is not None:
+            hist = [self.items_.indices(h, unknown="drop") for h in histories]
+        else:
+            hist = [self.history(int(u)) for u in uidx]
+        return self.recommend_indices(uidx, hist, k=k, exclude_seen=exclude_seen, user_ids=user_ids)
+
+    def recommend_indices(
+        self,
+        user_idx: np.ndarray,
+        histories: Sequence[np.ndarray],
+        *,
+        k: int = 10,
+        exclude_seen: bool = True,
+        user_ids: list[str] | None = None,
+    ) -> Recommendations:
+        """Index-level :meth:`recommend` (used by evaluation and serving)."""
+        assert self.items_ is not None
+        scores, fallback = self.scores_with_fallback(user_idx, histories)
+        if exclude_seen:
+            for row, h in enumerate(histories):
+                if len(h):
+                    scores[row, h] = -np.inf
+        idx, vals = top_k(scores, k)
+        idx = np.where(np.isfinite(vals), idx, 0)
+        if user_ids is None:
+            assert self.users_ is not None
+            user_ids = [self.users_.id(int(u)) if u > 0 else "" for u in user_idx]
+        return Recommendations(user_ids, idx, self.items_.ids(idx), vals.astype(np.float32), fallback)
+
+    def score(self, users: Sequence[str], items: Sequence[str]) -> np.ndarray:
+        """Score of each (user, item) pair (same length); unknown users get popularity, unknown items NaN."""
+        self._check_fitted()
+        assert self.users_ is not None and self.items_ is not None
+        if len(users) != len(items):
+            raise ConfigError(f"'users' and 'items' must have the same length; got {len(users)} and {len(items)}")
+        uidx = np.asarray([self.users_.get(u) for u in users], dtype=np.int64)
+        iidx = np.asarray([self.items_.get(i) for i in items], dtype=np.int64)
+        scores, _ = self.scores_with_fallback(uidx, [self.history(int(u)) for u in uidx])
+        out = scores[np.arange(len(uidx)), iidx].astype(np.float64)
+        out[iidx == 0] = np.nan
+        return out
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def num_items(self) -> int:
+        self._check_fitted()
+        assert self.items_ is not None
+        return len(self.items_)
+
+    @property
+    def num_users(self) -> int:
+        self._check_fitted()
+        assert self.users_ is not None
+        return len(self.users_)
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.items_ is not None
+
+    def _check_fitted(self) -> None:
+        if self.items_ is None:
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' (or 'load') before using it."
+            )
+
+    def get_config(self) -> dict[str, Any]:
+        return self.config.model_dump(mode="json")
+
+    # ------------------------------------------------------------------ persistence
+    def _get_state(self) -> dict[str, np.ndarray]:
+        """Learned arrays to save (names without dots are fine)."""
+        return {}
+
+    def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Restore learned arrays saved by :meth:`_get_state`."""
+
+    def _get_meta(self) -> dict[str, Any]:
+        """Extra JSON-serialisable facts to save (e.g. training info)."""
+        return {}
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``model.json``, ``model.safetensors`` and ``vocab.json`` into folder ``path``."""
+        self._check_fitted()
+        assert self.users_ is not None and self.items_ is not None and self.popularity_ is not None
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays = {f"model.{k}": v for k, v in self._get_state().items()}
+        arrays["base.popularity"] = self.popularity_
+        arrays["base.hist_offsets"] = self._hist_offsets  # type: ignore[assignment]
+        arrays["base.hist_items"] = self._hist_items  # type: ignore[assignment]
+        save_arrays(folder / MODEL_WEIGHTS, arrays)
+        write_json(folder / VOCAB_JSON, {"users": self.users_.to_json(), "items": self.items_.to_json()})
+        write_json(
+            folder / MODEL_JSON,
+            {
+                "format": FORMAT_NAME,
+                "format_version": FORMAT_VERSION,
+                "attnrec_version": __version__,
+                "model": self.name,
+                "config": self.get_config(),
+                "fit_seconds": self.fit_seconds_,
+                "meta": self._get_meta(),
+            },
+        )
+        return folder
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recommender:
+        """Load a model saved by :meth:`save` (dispatching on the saved model name when called on the base)."""
+        from attnrec.registry import get_model_class
+
+        folder = Path(path)
+        if not folder.is_dir():
+            raise PersistenceError(f"{folder}: not a model folder (directory not found)")
+        info = read_json(folder / MODEL_JSON)
+        if not isinstance(info, dict) or info.get("format") != FORMAT_NAME:
+            raise PersistenceError(f"{folder / MODEL_JSON}: not an attnrec model file")
+        if info.get("format_version") != FORMAT_VERSION:
+            raise PersistenceError(
+                f"{folder / MODEL_JSON}: format_version {info.get('format_version')!r} is not supported "
+                f"(this attnrec reads version {FORMAT_VERSION})"
+            )
+        model_cls = get_model_class(str(info.get("model")))
+        if cls is not Recommender and not issubclass(model_cls, cls):
+            raise PersistenceError(f"{folder}: holds a {info.get('model')!r} model, not {cls.name!r}")
+        try:
+            model = model_cls(info.get("config") or {})
+        except ConfigError as exc:
+            raise PersistenceError(f"{folder / MODEL_JSON}: invalid config ({exc})") from None
+        vocab = read_json(folder / VOCAB_JSON)
+        try:
+            model.users_ = IdVocabulary.from_json(vocab["users"])
+            model.items_ = IdVocabulary.from_json(vocab["items"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PersistenceError(f"{folder / VOCAB_JSON}: invalid vocabulary ({exc})") from None
+        arrays = load_arrays(folder / MODEL_WEIGHTS)
+        try:
+            model.popularity_ = arrays["base.popularity"]
+            model._hist_offsets = arrays["base.hist_offsets"]
+            model._hist_items = arrays["base.hist_items"]
+        except KeyError as exc:
+            raise PersistenceError(f"{folder / MODEL_WEIGHTS}: missing array {exc}") from None
+        if model.popularity_.shape[0] != len(model.items_) + 1:
+            raise PersistenceError(f"{folder}: weights do not match the item vocabulary size")
+        state = {k[len("model.") :]: v for k, v in arrays.items() if k.startswith("model.")}
+        try:
+            model._set_state(state, dict(info.get("meta") or {}))
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise PersistenceError(f"{folder}: cannot restore model weights ({exc})") from None
+        model.fit_seconds_ = float(info.get("fit_seconds") or 0.0)
+        return model
