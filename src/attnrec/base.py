@@ -92,6 +92,7 @@ class Recommender(ABC):
     citation: ClassVar[str] = ""
     uses_history: ClassVar[bool] = True
     predicts_ratings: ClassVar[bool] = False
+    supports_explain: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **overrides: Any) -> None:
         if isinstance(config, self.config_class):
@@ -267,6 +268,17 @@ class Recommender(ABC):
         out = scores[np.arange(len(uidx)), iidx].astype(np.float64)
         out[iidx == 0] = np.nan
         return out
+
+    def explain_indices(
+        self, history: np.ndarray, items: np.ndarray, *, top: int = 5
+    ) -> list[list[tuple[int, float]]]:
+        """Why each of ``items`` is recommended after ``history``: per item, up to ``top`` ``(history item
+        index, weight)`` pairs, largest weight first. Only models with ``supports_explain`` implement it."""
+        raise NotImplementedError(f"{type(self).__name__} does not explain its recommendations")
+
+    def predict_ratings(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        """Predicted ratings for (user, item) index pairs; only models with ``predicts_ratings``."""
+        raise NotImplementedError(f"{type(self).__name__} does not predict ratings")
 
     # ------------------------------------------------------------------ sizes
     @property
