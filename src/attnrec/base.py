@@ -269,9 +269,7 @@ class Recommender(ABC):
         out[iidx == 0] = np.nan
         return out
 
-    def explain_indices(
-        self, history: np.ndarray, items: np.ndarray, *, top: int = 5
-    ) -> list[list[tuple[int, float]]]:
+    def explain_indices(self, history: np.ndarray, items: np.ndarray, *, top: int = 5) -> list[list[tuple[int, float]]]:
         """Why each of ``items`` is recommended after ``history``: per item, up to ``top`` ``(history item
         index, weight)`` pairs, largest weight first. Only models with ``supports_explain`` implement it."""
         raise NotImplementedError(f"{type(self).__name__} does not explain its recommendations")

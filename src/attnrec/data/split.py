@@ -91,7 +91,10 @@ def filter_interactions(
     At the fixpoint every remaining user has ``>= min_user_interactions`` events and every remaining item
     ``>= min_item_interactions`` events (counting repeated events).
     """
-    for name, value in (("min_user_interactions", min_user_interactions), ("min_item_interactions", min_item_interactions)):
+    for name, value in (
+        ("min_user_interactions", min_user_interactions),
+        ("min_item_interactions", min_item_interactions),
+    ):
         if value < 0:
             raise ConfigError(f"{name} must be >= 0; got {value}")
     mask = np.ones(len(inter), dtype=bool)
@@ -102,8 +105,10 @@ def filter_interactions(
     for _ in range(max_iterations):
         u_counts = np.bincount(inter.user_idx[mask], minlength=inter.num_users + 1)
         i_counts = np.bincount(inter.item_idx[mask], minlength=inter.num_items + 1)
-        new_mask = mask & (u_counts[inter.user_idx] >= min_user_interactions) & (
-            i_counts[inter.item_idx] >= min_item_interactions
+        new_mask = (
+            mask
+            & (u_counts[inter.user_idx] >= min_user_interactions)
+            & (i_counts[inter.item_idx] >= min_item_interactions)
         )
         if new_mask.sum() == mask.sum():
             break
@@ -147,8 +152,8 @@ def temporal_split(inter: Interactions, *, test_frac: float = 0.1, valid_frac: f
     rank = np.empty(len(inter), dtype=np.int64)
     rank[global_order] = np.arange(len(inter))
     n = len(inter)
-    n_test = int(round(n * test_frac))
-    n_valid = int(round(n * valid_frac))
+    n_test = round(n * test_frac)
+    n_valid = round(n * valid_frac)
     test = rank >= n - n_test
     valid = (rank >= n - n_test - n_valid) & ~test
     train = ~(test | valid)

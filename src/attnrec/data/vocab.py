@@ -21,6 +21,7 @@ class IdVocabulary:
         self.kind = kind
         self._ids: list[str] = [str(i) for i in ids]
         self._index: dict[str, int] = {}
+        self._table: np.ndarray | None = None
         for pos, ident in enumerate(self._ids, start=1):
             if ident in self._index:
                 raise ValueError(f"duplicate {kind} id {ident!r} in vocabulary")
@@ -77,8 +78,9 @@ class IdVocabulary:
 
     def ids(self, indices: Iterable[int] | np.ndarray) -> np.ndarray:
         """External ids for indices (vectorised); index 0 gives ``""``."""
-        table = np.asarray([""] + self._ids, dtype=object)
-        return table[np.asarray(indices, dtype=np.int64)]
+        if self._table is None or len(self._table) != len(self._ids) + 1:
+            self._table = np.asarray(["", *self._ids], dtype=object)
+        return self._table[np.asarray(indices, dtype=np.int64)]
 
     @property
     def all_ids(self) -> list[str]:
