@@ -309,7 +309,7 @@ class Recommender(ABC):
         """Learned arrays to save (names without dots are fine)."""
         return {}
 
-    def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:  # noqa: B027
         """Restore learned arrays saved by :meth:`_get_state`."""
 
     def _get_meta(self) -> dict[str, Any]:
