@@ -1,0 +1,247 @@
+"""What the endpoints do, without HTTP: live histories, scoring, explanations, event ingestion.
+
+A user's live history is the training history the model was saved with (``model.history(user_idx)``) followed by
+the user's stored events, oldest first (by event timestamp, then arrival). Events for items the model does not
+know are stored and counted, shown by ``/history``, and skipped when scoring. Nothing derived from events is
+cached: every recommendation reads the user's events from the store (one indexed query), so an acknowledged
+event is always reflected by the next recommendation, whichever process or thread wrote it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from attnrec.serving.holder import LoadedModel, ModelHolder, ModelLoadError
+from attnrec.serving.metrics import ServiceMetrics
+from attnrec.serving.schemas import (
+    Because,
+    EventIn,
+    EventsResponse,
+    RecommendationResponse,
+    RecommendedItem,
+)
+from attnrec.serving.settings import ServeSettings
+from attnrec.serving.store import Event, EventStore, StoredEvent, StoreUnavailableError
+
+log = logging.getLogger("attnrec.serving")
+
+
+class ModelNotReadyError(RuntimeError):
+    """No model is loaded yet (the service answers 503)."""
+
+
+@dataclass(frozen=True)
+class LiveHistory:
+    user_idx: int
+    item_idx: np.ndarray  # scored history (known items only), oldest first
+    item_ids: list[str]  # full history including unknown items, oldest first
+
+
+class RecommendationService:
+    """The state of one app: settings, the model holder, the event store and metrics."""
+
+    def __init__(
+        self,
+        settings: ServeSettings,
+        *,
+        holder: ModelHolder | None = None,
+        store_factory: Callable[[], EventStore] | None = None,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        from attnrec.serving.store import open_store
+
+        self.settings = settings
+        self.holder = holder or ModelHolder(settings.run_dir)
+        self.metrics = metrics or ServiceMetrics()
+        self._store_factory = store_factory or (lambda: open_store(settings.db_url))
+        self._store: EventStore | None = None
+        self._store_lock = threading.Lock()
+        self.store_error: str | None = None
+
+    # ------------------------------------------------------------------ resources
+    @property
+    def store(self) -> EventStore:
+        """The event store, opened on first use (and re-tried after a failure)."""
+        store = self._store
+        if store is not None:
+            return store
+        with self._store_lock:
+            if self._store is None:
+                try:
+                    self._store = self._store_factory()
+                    self.store_error = None
+                except StoreUnavailableError as exc:
+                    self.store_error = str(exc)
+                    raise
+            return self._store
+
+    def close(self) -> None:
+        with self._store_lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+    def model(self) -> LoadedModel:
+        loaded = self.holder.current
+        if loaded is None:
+            raise ModelNotReadyError(
+                "the model is not loaded yet"
+                if self.holder.last_error is None
+                else f"no model loaded: {self.holder.last_error}"
+            )
+        return loaded
+
+    def reload(self, run_dir: str | None = None) -> tuple[LoadedModel, LoadedModel | None]:
+        try:
+            loaded, previous = self.holder.reload(run_dir)
+        except ModelLoadError as exc:
+            self.metrics.reloads.labels(result="refused").inc()
+            log.error("model reload refused: %s", exc)
+            raise
+        self.metrics.reloads.labels(result="ok").inc()
+        self.metrics.set_model(loaded.version, previous.version if previous else None)
+        log.info("serving model %s from %s", loaded.version, loaded.run_dir)
+        return loaded, previous
+
+    def reload_quietly(self, run_dir: str | None = None) -> None:
+        """Reload, logging a refusal instead of raising (startup thread and SIGHUP)."""
+        with contextlib.suppress(ModelLoadError):
+            self.reload(run_dir)
+
+    def ready(self) -> tuple[bool, str | None, str]:
+        """``(ready, model_version, reason)``."""
+        loaded = self.holder.current
+        try:
+            self.store.ping()
+        except StoreUnavailableError as exc:
+            return False, loaded.version if loaded else None, str(exc)
+        if loaded is None:
+            return False, None, "model not loaded" + (f": {self.holder.last_error}" if self.holder.last_error else "")
+        return True, loaded.version, "ready"
+
+    # ------------------------------------------------------------------ events
+    def add_events(self, events: Sequence[EventIn]) -> EventsResponse:
+        rows = [Event(e.user_id, e.item_id, e.timestamp, e.event_id) for e in events]
+        result = self.store.add(rows, time.time())
+        loaded = self.holder.current
+        unknown_items = unknown_users = 0
+        if loaded is not None:
+            items, users = loaded.model.items_, loaded.model.users_
+            assert items is not None and users is not None
+            fresh = [e for e, new in zip(rows, result.new, strict=True) if new]
+            unknown_items = sum(1 for e in fresh if e.item_id not in items)
+            unknown_users = sum(1 for e in fresh if e.user_id not in users)
+        self.metrics.events_stored.inc(result.stored)
+        self.metrics.events_duplicate.inc(result.duplicates)
+        self.metrics.events_unknown_item.inc(unknown_items)
+        self.metrics.events_unknown_user.inc(unknown_users)
+        return EventsResponse(
+            stored=result.stored,
+            duplicates=result.duplicates,
+            unknown_items=unknown_items,
+            unknown_users=unknown_users,
+        )
+
+    # ------------------------------------------------------------------ histories
+    def live_history(self, loaded: LoadedModel, user_id: str) -> LiveHistory:
+        model = loaded.model
+        assert model.users_ is not None and model.items_ is not None
+        uidx = model.users_.get(user_id)
+        train = model.history(uidx) if uidx > 0 else np.zeros(0, dtype=np.int64)
+        stored: list[StoredEvent] = self.store.user_events(user_id, self.settings.max_stored_history)
+        stored_ids = [e.item_id for e in stored]
+        stored_idx = model.items_.indices(stored_ids, unknown="drop")
+        item_idx = np.concatenate([np.asarray(train, dtype=np.int64), stored_idx]) if len(stored_idx) else train
+        item_ids = [str(i) for i in model.items_.ids(train)] + stored_ids
+        return LiveHistory(uidx, np.asarray(item_idx, dtype=np.int64), item_ids)
+
+    # ------------------------------------------------------------------ recommendations
+    def recommend_users(
+        self, loaded: LoadedModel, user_ids: Sequence[str], k: int, explain: bool
+    ) -> list[RecommendationResponse]:
+        histories = [self.live_history(loaded, u) for u in user_ids]
+        uidx = np.asarray([h.user_idx for h in histories], dtype=np.int64)
+        return self._recommend(loaded, list(user_ids), uidx, [h.item_idx for h in histories], k, explain)
+
+    def recommend_history(
+        self, loaded: LoadedModel, item_ids: Sequence[str], k: int, explain: bool
+    ) -> RecommendationResponse:
+        items = loaded.model.items_
+        assert items is not None
+        hist = items.indices(item_ids, unknown="drop")
+        return self._recommend(loaded, [""], np.zeros(1, dtype=np.int64), [hist], k, explain)[0]
+
+    def _recommend(
+        self,
+        loaded: LoadedModel,
+        user_ids: list[str],
+        uidx: np.ndarray,
+        histories: list[np.ndarray],
+        k: int,
+        explain: bool,
+    ) -> list[RecommendationResponse]:
+        model = loaded.model
+        recs = model.recommend_indices(uidx, histories, k=k, exclude_seen=True, user_ids=user_ids)
+        can_explain = explain and model.supports_explain
+        out = []
+        for row, user_id in enumerate(user_ids):
+            keep = [
+                j
+                for j in range(recs.item_idx.shape[1])
+                if recs.item_idx[row, j] > 0 and math.isfinite(float(recs.scores[row, j]))
+            ]
+            fallback = bool(recs.fallback[row])
+            because: list[list[Because]] = [[] for _ in keep]
+            if can_explain and not fallback and len(histories[row]) and keep:
+                because = self._explain(loaded, histories[row], recs.item_idx[row, keep])
+            items = [
+                RecommendedItem(
+                    item_id=str(recs.items[row, j]),
+                    score=float(recs.scores[row, j]),
+                    because=because[n],
+                    title=loaded.title(str(recs.items[row, j])),
+                )
+                for n, j in enumerate(keep)
+            ]
+            self.metrics.recommendations.labels(fallback=str(fallback).lower()).inc()
+            if fallback:
+                self.metrics.fallbacks.inc()
+            out.append(
+                RecommendationResponse(
+                    user_id=user_id,
+                    model_version=loaded.version,
+                    items=items,
+                    fallback="popularity" if fallback else None,
+                )
+            )
+        return out
+
+    def _explain(self, loaded: LoadedModel, history: np.ndarray, items: np.ndarray) -> list[list[Because]]:
+        model = loaded.model
+        assert model.items_ is not None
+        pairs = model.explain_indices(history, np.asarray(items, dtype=np.int64), top=self.settings.explain_top)
+        return [
+            [
+                Because(item_id=str(model.items_.id(int(h))), weight=float(w))
+                for h, w in per_item
+                if int(h) > 0 and math.isfinite(float(w))
+            ]
+            for per_item in pairs
+        ]
+
+    def history_ids(self, loaded: LoadedModel, user_id: str) -> list[str]:
+        return self.live_history(loaded, user_id).item_ids
+
+
+def refuse_reason(exc: BaseException) -> str:
+    return (
+        str(exc) if isinstance(exc, ModelLoadError | StoreUnavailableError | ModelNotReadyError) else type(exc).__name__
+    )
