@@ -15,7 +15,6 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -76,18 +75,9 @@ def _load_titles(run_dir: Path) -> dict[str, str] | None:
     path = run_dir / ITEM_FEATURES_JSON
     if not path.is_file():
         return None
-    try:
-        from attnrec.data.features import ItemFeatures  # written in parallel; optional until it lands
-    except ImportError:
-        log.warning("%s present but attnrec.data.features is not available; serving without titles", path)
-        return None
-    features: Any = ItemFeatures.load(path if hasattr(ItemFeatures, "load") else run_dir)
-    titles = getattr(features, "titles", None)
-    if callable(titles):
-        titles = titles()
-    if isinstance(titles, dict):
-        return {str(k): str(v) for k, v in titles.items() if v is not None}
-    return None
+    from attnrec.data.features import ItemFeatures
+
+    return dict(ItemFeatures.load(path).titles) or None
 
 
 def load_run(run_dir: str | Path) -> LoadedModel:
