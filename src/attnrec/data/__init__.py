@@ -1,6 +1,9 @@
 """Data: loading and validating logs, vocabularies, indexed interactions, filters and splits."""
 
+from attnrec.data.download import MOVIELENS, download_movielens
+from attnrec.data.features import FEATURE_FORMATS, ItemFeatures, load_item_features
 from attnrec.data.interactions import Interactions
+from attnrec.data.loaders import FORMATS, detect_format, load_interactions, read_interactions
 from attnrec.data.split import (
     Split,
     filter_interactions,
@@ -12,13 +15,22 @@ from attnrec.data.split import (
 from attnrec.data.vocab import PAD, IdVocabulary
 
 __all__ = [
+    "FEATURE_FORMATS",
+    "FORMATS",
+    "MOVIELENS",
     "PAD",
     "IdVocabulary",
     "Interactions",
+    "ItemFeatures",
     "Split",
+    "detect_format",
+    "download_movielens",
     "filter_interactions",
     "leave_one_out",
+    "load_interactions",
+    "load_item_features",
     "ratio_split",
+    "read_interactions",
     "split_interactions",
     "temporal_split",
 ]
