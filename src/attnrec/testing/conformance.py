@@ -1,0 +1,220 @@
+"""Conformance tests every recommender must pass, shipped with the package (needs ``pytest``).
+
+Subclass :class:`RecommenderConformance` in a test module and give it a ``make_model`` hook::
+
+    from attnrec.testing.conformance import RecommenderConformance
+
+    class TestEASE(RecommenderConformance):
+        def make_model(self):
+            return EASE(l2=1.0)
+
+pytest then runs every ``test_*`` method below against the model. The checks are about meaning, not "it runs":
+
+* ``fit`` returns ``self``; use before ``fit`` raises :class:`~attnrec.errors.NotFittedError`; an unknown config
+  key raises :class:`~attnrec.errors.ConfigError` listing the valid keys.
+* ``recommend`` returns ``(batch, k)`` arrays with scores sorted best first; ``exclude_seen=True`` never returns a
+  history item and ``exclude_seen=False`` can.
+* unknown users get the popularity fallback, flagged; a history-using model personalises an anonymous history.
+* save/load and a refit with the same seed give identical scores.
+* planted structure: on checkerboard data (:func:`~attnrec.data.synthetic.block_interactions`, users of group
+  ``g`` only interact with items of group ``g``) a user's recommendations come from its own group
+  (``planted_block = True``); sequential models (``sequential = True``) rank item ``i + 1`` first after a history
+  ending in ``i`` on :func:`~attnrec.data.synthetic.planted_sequences`; rating models (``predicts_ratings``) beat
+  the global mean on :func:`~attnrec.data.synthetic.planted_ratings`.
+
+Hooks and flags a subclass may override: ``make_model`` (required), ``fit_options`` (a
+:class:`~attnrec.training.TrainingOptions`, default seed 7 and one thread), ``block_data`` / ``sequence_data``
+(data factories), ``planted_block``, ``sequential``, ``block_top`` (how many of the top items must come from the
+user's group).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+from attnrec.base import Recommender
+from attnrec.data.interactions import Interactions
+from attnrec.data.synthetic import block_groups, block_interactions, planted_ratings, planted_sequences
+from attnrec.errors import ConfigError, NotFittedError
+from attnrec.training.options import TrainingOptions
+
+
+class RecommenderConformance:
+    """Base class of per-model conformance tests (not collected itself: its name does not start with Test)."""
+
+    sequential: ClassVar[bool] = False
+    planted_block: ClassVar[bool] = True
+    block_top: ClassVar[int] = 3
+    num_groups: ClassVar[int] = 4
+
+    # ---------------------------------------------------------------- hooks
+    def make_model(self) -> Recommender:
+        raise NotImplementedError("subclasses of RecommenderConformance implement make_model()")
+
+    def fit_options(self) -> TrainingOptions:
+        return TrainingOptions(seed=7, threads=1)
+
+    def block_data(self) -> Interactions:
+        return block_interactions(40, 40, num_groups=self.num_groups, density=0.5, seed=3)
+
+    def sequence_data(self) -> Interactions:
+        return planted_sequences(80, 30, length=8, seed=3)
+
+    def fit(self, model: Recommender, data: Interactions) -> Recommender:
+        return model.fit(data, options=self.fit_options())
+
+    # ---------------------------------------------------------------- shared fixture
+    @pytest.fixture(scope="class")
+    @classmethod
+    def fitted(cls) -> tuple[Recommender, Interactions]:
+        """One model fitted on :meth:`block_data`, shared by the tests of a class (they must not mutate it)."""
+        inst = cls()
+        data = inst.block_data()
+        return inst.fit(inst.make_model(), data), data
+
+    # ---------------------------------------------------------------- contract
+    def test_fit_returns_self(self) -> None:
+        model = self.make_model()
+        assert self.fit(model, self.block_data()) is model
+        assert model.is_fitted
+
+    def test_not_fitted_error(self) -> None:
+        model = self.make_model()
+        with pytest.raises(NotFittedError, match="not fitted"):
+            model.recommend(["u1"], k=3)
+
+    def test_config_rejects_unknown_key(self) -> None:
+        cls = type(self.make_model())
+        with pytest.raises(ConfigError) as info:
+            cls({"definitely_not_a_parameter": 1})
+        message = str(info.value)
+        assert "definitely_not_a_parameter" in message
+        for name in cls.config_class.model_fields:
+            assert name in message
+
+    def test_config_json_round_trip(self) -> None:
+        model = self.make_model()
+        again = type(model)(model.get_config())
+        assert again.config == model.config
+
+    def test_recommend_shapes_and_order(self, fitted: tuple[Recommender, Interactions]) -> None:
+        model, data = fitted
+        users = [data.users.id(u) for u in (1, 2, 11, 40)]
+        recs = model.recommend(users, k=5)
+        assert recs.item_idx.shape == (4, 5)
+        assert recs.items.shape == (4, 5)
+        assert recs.scores.shape == (4, 5)
+        assert recs.fallback.shape == (4,)
+        assert not recs.fallback.any(), "known users with a history must be personalised"
+        assert np.all(np.diff(recs.scores, axis=1) <= 0), "scores must be sorted best first"
+        assert np.all(recs.item_idx >= 1) and np.all(recs.item_idx <= data.num_items)
+        for row in range(4):
+            assert len(set(recs.item_idx[row].tolist())) == 5, "an item is recommended twice"
+
+    def test_exclude_seen(self, fitted: tuple[Recommender, Interactions]) -> None:
+        model, data = fitted
+        users = [data.users.id(u) for u in range(1, data.num_users + 1)]
+        everything = data.num_items
+        recs = model.recommend(users, k=everything, exclude_seen=True)
+        for row, u in enumerate(range(1, data.num_users + 1)):
+            seen = set(model.history(u).tolist())
+            assert seen, "test data gives every user a history"
+            got = set(recs.item_idx[row].tolist()) - {0}
+            assert not (got & seen), f"user {users[row]} got items of its history"
+            assert len(got) == everything - len(seen)
+        recs = model.recommend(users[:3], k=everything, exclude_seen=False)
+        for row in range(3):
+            seen = set(model.history(row + 1).tolist())
+            assert seen <= set(recs.item_idx[row].tolist())
+
+    def test_unknown_user_gets_flagged_popularity(self, fitted: tuple[Recommender, Interactions]) -> None:
+        model, _ = fitted
+        recs = model.recommend(["no-such-user"], k=5, exclude_seen=False)
+        assert recs.fallback.tolist() == [True]
+        assert model.popularity_ is not None
+        pop = model.popularity_.copy()
+        pop[0] = -np.inf
+        np.testing.assert_allclose(recs.scores[0], np.sort(pop)[::-1][:5])
+
+    def test_anonymous_history(self, fitted: tuple[Recommender, Interactions]) -> None:
+        model, data = fitted
+        groups = block_groups(data.num_items, self.num_groups)
+        history = [data.items.id(int(i)) for i in np.flatnonzero(groups == 2)[:3]]
+        recs = model.recommend(histories=[history], k=self.block_top)
+        if not model.uses_history:
+            assert recs.fallback.tolist() == [True]
+            return
+        assert recs.fallback.tolist() == [False]
+        if self.planted_block:
+            got = groups[recs.item_idx[0]]
+            assert np.all(got == 2), f"anonymous history of group 2 got items of groups {got.tolist()}"
+
+    def test_empty_history_falls_back(self, fitted: tuple[Recommender, Interactions]) -> None:
+        model, _ = fitted
+        recs = model.recommend(histories=[[]], k=3)
+        assert recs.fallback.tolist() == [True]
+
+    def test_save_load_identical_scores(self, fitted: tuple[Recommender, Interactions], tmp_path: Path) -> None:
+        model, data = fitted
+        users = np.arange(0, data.num_users + 1, dtype=np.int64)
+        hists = [model.history(int(u)) for u in users]
+        hists[0] = np.asarray([1, 2, 3], dtype=np.int64)
+        before, fb_before = model.scores_with_fallback(users, hists)
+        loaded = Recommender.load(model.save(tmp_path / "model"))
+        assert type(loaded) is type(model)
+        assert loaded.config == model.config
+        after, fb_after = loaded.scores_with_fallback(users, hists)
+        np.testing.assert_array_equal(before, after)
+        np.testing.assert_array_equal(fb_before, fb_after)
+
+    def test_same_seed_same_scores(self, fitted: tuple[Recommender, Interactions]) -> None:
+        model, data = fitted
+        again = self.fit(self.make_model(), data)
+        users = np.arange(1, data.num_users + 1, dtype=np.int64)
+        hists = [model.history(int(u)) for u in users]
+        np.testing.assert_array_equal(
+            model.scores_with_fallback(users, hists)[0], again.scores_with_fallback(users, hists)[0]
+        )
+
+    # ---------------------------------------------------------------- planted structure
+    def test_planted_blocks(self, fitted: tuple[Recommender, Interactions]) -> None:
+        if not self.planted_block:
+            pytest.skip("planted_block = False for this model")
+        model, data = fitted
+        ug = block_groups(data.num_users, self.num_groups)
+        ig = block_groups(data.num_items, self.num_groups)
+        users = [data.users.id(u) for u in range(1, data.num_users + 1)]
+        recs = model.recommend(users, k=self.block_top)
+        wrong = ig[recs.item_idx] != ug[1:, None]
+        assert not wrong.any(), f"{int(wrong.any(axis=1).sum())} users got items outside their group"
+
+    def test_planted_next_item(self) -> None:
+        if not self.sequential:
+            pytest.skip("not a sequential model (sequential = False)")
+        data = self.sequence_data()
+        model = self.fit(self.make_model(), data)
+        n = data.num_items
+        hists = [np.arange(i - 2, i + 1, dtype=np.int64) for i in range(3, n)]
+        recs = model.recommend_indices(np.zeros(len(hists), dtype=np.int64), hists, k=1)
+        expected = np.arange(4, n + 1)
+        hits = float(np.mean(recs.item_idx[:, 0] == expected))
+        assert hits >= 0.9, f"item i + 1 ranked first after i in only {hits:.0%} of histories"
+
+    def test_rating_prediction_beats_global_mean(self) -> None:
+        model = self.make_model()
+        if not model.predicts_ratings:
+            pytest.skip("not a rating model")
+        data, _ = planted_ratings(seed=5)
+        rng = np.random.default_rng(0)
+        held = rng.random(len(data)) < 0.2
+        self.fit(model, data.subset(~held))
+        test = data.subset(held)
+        assert test.rating is not None and data.rating is not None
+        pred = model.predict_ratings(test.user_idx, test.item_idx)
+        rmse = float(np.sqrt(np.mean((pred - test.rating) ** 2)))
+        baseline = float(np.sqrt(np.mean((data.rating[~held].mean() - test.rating) ** 2)))
+        assert rmse < 0.8 * baseline, f"held-out RMSE {rmse:.3f} vs global mean {baseline:.3f}"
