@@ -70,6 +70,12 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros((scores.shape[0], 0), dtype=np.int64), np.zeros((scores.shape[0], 0), dtype=scores.dtype)
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     vals = np.take_along_axis(scores, part, axis=1)
+    # argpartition keeps an arbitrary subset of a tie at the k-th place: redo such rows with a stable sort
+    tie = (scores >= vals.min(axis=1, keepdims=True)).sum(axis=1) > k
+    if tie.any():
+        rows = np.flatnonzero(tie)
+        part[rows] = np.argsort(-scores[rows], axis=1, kind="stable")[:, :k]
+        vals[rows] = np.take_along_axis(scores[rows], part[rows], axis=1)
     order = np.lexsort((part, -vals), axis=1)
     idx = np.take_along_axis(part, order, axis=1)
     return idx.astype(np.int64), np.take_along_axis(scores, idx, axis=1)
