@@ -115,3 +115,11 @@ def test_parameters_are_checked() -> None:
         make_synthetic(num_genres=1)
     with pytest.raises(ConfigError, match="'length'"):
         planted_sequences(5, 4, length=6)
+
+
+def test_item_features_carry_titles_and_genres(synth) -> None:
+    feats = synth.item_features()
+    first = synth.items.row(0, named=True)
+    assert feats.title(first["item_id"]) == first["title"]
+    assert feats.attributes_of(first["item_id"]) == [f"genre={g}" for g in first["genres"].split("|")]
+    assert feats.fields == ["genre"]

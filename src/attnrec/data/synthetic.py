@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -34,6 +35,9 @@ import polars as pl
 from attnrec.data.interactions import Interactions
 from attnrec.data.vocab import IdVocabulary
 from attnrec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from attnrec.data.features import ItemFeatures
 
 GENRES = (
     "Action", "Comedy", "Drama", "Sci-Fi", "Horror", "Romance", "Documentary", "Animation", "Thriller", "Fantasy",
@@ -70,6 +74,17 @@ class SyntheticData:
     def to_interactions(self) -> Interactions:
         """The log as indexed :class:`~attnrec.data.Interactions`."""
         return Interactions.from_frame(self.interactions)
+
+    def item_features(self) -> ItemFeatures:
+        """Titles and ``genre=<name>`` attribute tokens, as :func:`~attnrec.data.features.load_item_features`
+        gives for MovieLens."""
+        from attnrec.data.features import ItemFeatures
+
+        attributes = {
+            i: [f"genre={g}" for g in gs.split("|")]
+            for i, gs in zip(self.items["item_id"].to_list(), self.items["genres"].to_list(), strict=True)
+        }
+        return ItemFeatures(titles=dict(self.titles), attributes=attributes, fields=["genre"])
 
     def next_episode(self) -> dict[str, str]:
         """``item_id -> item_id of the next episode`` for every episode that has one."""
