@@ -246,6 +246,10 @@ def test_titles_from_item_features(make_client: Any, run_copy: Path) -> None:
     items = client.get("/users/u0_1/recommendations?k=10").json()["items"]
     post_events(client, {"user_id": "t", "item_id": "i0"})
     items = client.get("/users/t/recommendations?k=10").json()["items"]
-    assert items[0] == {"item_id": "i1", "score": pytest.approx(items[0]["score"]), "because": [],
-                        "title": "Toy Story (1995)"}
+    assert items[0] == {
+        "item_id": "i1",
+        "score": pytest.approx(items[0]["score"]),
+        "because": [],
+        "title": "Toy Story (1995)",
+    }
     assert all("title" not in item for item in items[1:])  # no title known: the key is absent
