@@ -295,12 +295,13 @@ def read_run_config(run: str | Path) -> RunConfig:
         raise PersistenceError(f"{run / CONFIG_JSON}: invalid run configuration ({exc})") from None
 
 
-def load_run(run: str | Path) -> tuple[Recommender, RunConfig]:
-    """Load the model and configuration of a run folder."""
+def load_run(run: str | Path) -> tuple[Recommender, RunConfig | None]:
+    """Load the model and (when present) the run configuration of a run folder or a bare saved model folder."""
     run = Path(run)
     if not run.is_dir():
         raise PersistenceError(f"{run}: run folder not found")
-    return Recommender.load(run), read_run_config(run)
+    model = Recommender.load(run)
+    return model, (read_run_config(run) if (run / CONFIG_JSON).is_file() else None)
 
 
 def load_run_features(run: str | Path) -> Any | None:
@@ -317,6 +318,10 @@ def reevaluate_run(
 ) -> dict[str, Any]:
     """Re-create the split of a run (checking the data fingerprint) and evaluate its saved model again."""
     model, config = load_run(run)
+    if config is None:
+        raise PersistenceError(
+            f"{run}: no {CONFIG_JSON}; only run folders written by `attnrec train` can be re-evaluated"
+        )
     data = load_data(config)
     if config.data.sha256 and data.fingerprint != config.data.sha256:
         raise ConfigError(
