@@ -7,6 +7,7 @@ user's recent history and top-10 with titles and the history items that drove ea
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,9 @@ QUICK_MODELS: dict[str, dict[str, Any]] = {
 }
 
 
-def run_demo(out: Path, console: Console, err_console: Console, *, quick: bool = False, seed: int = 0) -> dict[str, Any]:
+def run_demo(
+    out: Path, console: Console, err_console: Console, *, quick: bool = False, seed: int = 0
+) -> dict[str, Any]:
     from attnrec.data.synthetic import make_synthetic
     from attnrec.explain.text import recommendations_payload
     from attnrec.runs import load_run_features
@@ -94,14 +97,25 @@ def run_demo(out: Path, console: Console, err_console: Console, *, quick: bool =
         item_id = model.items_.id(idx)  # type: ignore[union-attr]
         hist_table.add_row(item_id, features.title(item_id) if features else "")
     console.print(hist_table)
-    payload = recommendations_payload(model, users=[user], k=10, explain=True, features=features)[0]
-    rec_table = Table(title=f"SASRec top-10 for user {user}, with the history items that drove each one")
+    from attnrec.explain.attention import last_position_weights
+
+    attended = last_position_weights(model, [history])[0]
+    clipped = history[-len(attended) :]
+    order = np.argsort(-attended)[:4]
+    console.print(
+        "SASRec's last position attends to (attention rollout): "
+        + ", ".join(f"{_title(model, features, int(clipped[j]))} ({attended[j]:.2f})" for j in order)
+    )
+    payload = recommendations_payload(
+        model, users=[user], k=10, explain=True, features=features, explain_method="rollout-grad"
+    )[0]
+    rec_table = Table(title=f"SASRec top-10 for user {user}; 'because' = attention rollout x gradient for that item")
     rec_table.add_column("#", justify="right")
     rec_table.add_column("title")
     rec_table.add_column("score", justify="right")
     rec_table.add_column("because (attention weight)")
     for rank, item in enumerate(payload["items"], start=1):
-        because = ", ".join(f"{b.get('title', b['item'])} ({b['weight']:.2f})" for b in item.get("because", [])[:3])
+        because = ", ".join(f"{b.get('title', b['item'])} ({b['weight']:.2f})" for b in item.get("because", [])[:2])
         rec_table.add_row(str(rank), item.get("title", item["item"]), f"{item['score']:.2f}", because)
     console.print(rec_table)
     console.print(
@@ -112,11 +126,16 @@ def run_demo(out: Path, console: Console, err_console: Console, *, quick: bool =
     return {"metrics": results, "user": user, "recommendations": payload}
 
 
+def _title(model: Any, features: Any | None, idx: int) -> str:
+    item_id = model.items_.id(idx)
+    return (features.title(item_id) if features is not None else None) or item_id
+
+
 def _pick_user(model: Any, series: dict[str, list[str]]) -> str:
     """A user whose last event is an episode with a next episode (the planted sequential habit)."""
     next_episode = {}
     for episodes in series.values():
-        for a, b in zip(episodes, episodes[1:], strict=False):
+        for a, b in itertools.pairwise(episodes):
             next_episode[a] = b
     for user in model.users_.all_ids:
         hist = model.history(model.users_.index(user))

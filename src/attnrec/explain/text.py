@@ -26,11 +26,13 @@ def recommendations_payload(
     exclude_seen: bool = True,
     features: Any | None = None,
     top_because: int = 5,
+    explain_method: str | None = None,
 ) -> list[dict[str, Any]]:
     """``[{"user", "items": [{"item", "score", ["title"], ["because"]}], "fallback"}]`` per request.
 
     ``because`` lists the history items that drove each recommendation with their weights (largest first); it
     is empty when the model cannot explain itself (``supports_explain`` false) or the answer is a fallback.
+    ``explain_method`` picks the model's explanation method (SASRec: ``rollout`` or ``rollout-grad``).
     """
     assert model.users_ is not None and model.items_ is not None
     recs = model.recommend(users, histories=histories, k=k, exclude_seen=exclude_seen)
@@ -45,7 +47,8 @@ def recommendations_payload(
         item_idx = recs.item_idx[row][valid]
         because: list[list[tuple[int, float]]] = [[] for _ in item_idx]
         if explain and model.supports_explain and len(hist) and not recs.fallback[row] and len(item_idx):
-            because = model.explain_indices(np.asarray(hist), item_idx, top=top_because)
+            extra = {} if explain_method is None else {"method": explain_method}
+            because = model.explain_indices(np.asarray(hist), item_idx, top=top_because, **extra)
         for pos, idx in enumerate(item_idx.tolist()):
             item_id = model.items_.id(idx)
             entry: dict[str, Any] = {"item": item_id, "score": float(recs.scores[row][valid][pos])}
