@@ -80,7 +80,7 @@ def test_malformed_bodies_are_422(client: TestClient) -> None:
         b"\xff\xfe",
         b'{"events": [1]}',
     )
-    for body in bodies):
+    for body in bodies:
         response = client.post("/events", content=body, headers={"content-type": "application/json"})
         assert response.status_code == 422, (body, response.text)
     assert client.post("/events", json={}).status_code == 422
