@@ -193,7 +193,7 @@ class Recommender(ABC):
         scores = np.empty((len(user_idx), self.num_items + 1), dtype=np.float32)
         if ok.any():
             rows = np.flatnonzero(ok)
-            scores[rows] = self.score_indices(user_idx[rows], [histories[r] for r in rows])
+            scores[rows] = self.score_indices(user_idx[rows], [histories[int(r)] for r in rows])
         if (~ok).any():
             assert self.popularity_ is not None
             scores[~ok] = self.popularity_

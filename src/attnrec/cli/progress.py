@@ -6,6 +6,7 @@ from types import TracebackType
 
 from rich.console import Console
 from rich.progress import (
+    TaskID,
     BarColumn,
     MofNCompleteColumn,
     Progress,
@@ -31,7 +32,7 @@ class RichProgress:
             transient=False,
             disable=not enabled,
         )
-        self._tasks: dict[str, int] = {}
+        self._tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> RichProgress:
         self._progress.__enter__()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Self
 
 import numpy as np
 import polars as pl
@@ -109,12 +108,12 @@ class Interactions:
             cat(self.order, other.order),
         ).sorted()
 
-    def with_vocabularies(self, users: IdVocabulary, items: IdVocabulary) -> Self:
+    def with_vocabularies(self, users: IdVocabulary, items: IdVocabulary) -> Interactions:
         """Re-express the same events with other vocabularies (events whose ids are missing are dropped)."""
         u = users.indices(self.users.ids(self.user_idx))
         i = items.indices(self.items.ids(self.item_idx))
         keep = (u > 0) & (i > 0)
-        return type(self)(
+        return Interactions(
             users,
             items,
             u[keep],

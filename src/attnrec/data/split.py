@@ -148,6 +148,7 @@ def temporal_split(inter: Interactions, *, test_frac: float = 0.1, valid_frac: f
         raise ConfigError("split 'temporal' needs a timestamp column, but the data has no timestamps")
     inter = inter.sorted()
     order = inter.order if inter.order is not None else np.arange(len(inter))
+    assert inter.timestamp is not None
     global_order = np.lexsort([order, inter.timestamp])
     rank = np.empty(len(inter), dtype=np.int64)
     rank[global_order] = np.arange(len(inter))
