@@ -21,12 +21,12 @@ from attnrec.runs import DataSpec, RunConfig, train_run
 DEMO_MODELS: dict[str, dict[str, Any]] = {
     "popularity": {},
     "ease": {"l2": 100.0},
-    "sasrec": {"embed_dim": 64, "num_layers": 2, "max_seq_len": 50, "epochs": 40, "patience": 5},
+    "sasrec": {"embed_dim": 64, "num_layers": 2, "max_seq_len": 50, "epochs": 20, "lr": 5e-3, "batch_size": 64},
 }
 QUICK_MODELS: dict[str, dict[str, Any]] = {
     "popularity": {},
     "ease": {"l2": 100.0},
-    "sasrec": {"embed_dim": 32, "num_layers": 1, "max_seq_len": 30, "epochs": 6, "patience": 3},
+    "sasrec": {"embed_dim": 32, "num_layers": 1, "max_seq_len": 30, "epochs": 6, "lr": 5e-3, "batch_size": 64},
 }
 
 
