@@ -253,3 +253,21 @@ def test_titles_from_item_features(make_client: Any, run_copy: Path) -> None:
         "title": "Toy Story (1995)",
     }
     assert all("title" not in item for item in items[1:])  # no title known: the key is absent
+
+
+def test_cache_serves_repeats_and_never_a_stale_list(client: TestClient, store_factory: Any) -> None:
+    first = client.get("/users/c1/recommendations?k=2").json()
+    assert client.get("/users/c1/recommendations?k=2").json() == first
+    text = client.get("/metrics").text
+    assert _metric(text, 'attnrec_recommendation_cache_total{result="hit"}') == 1
+    # an event written by another writer (another process, same store) changes the answer at once
+    other = store_factory()
+    try:
+        from attnrec.serving.store import Event
+
+        other.add([Event("c1", "i8")], received_at=1.0)
+    finally:
+        other.close()
+    after = client.get("/users/c1/recommendations?k=2").json()
+    assert after["fallback"] is None and after["items"][0]["item_id"] == "i9"
+    assert client.get("/users/c1/recommendations?k=3").json()["items"][:2] == after["items"]  # k is in the key

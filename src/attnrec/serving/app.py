@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Path, Query, Request, Security
@@ -75,12 +75,12 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def get_service(request: Request) -> RecommendationService:
+async def get_service(request: Request) -> RecommendationService:
     """The app's service object (override with ``app.dependency_overrides[get_service]`` in tests)."""
     return request.app.state.service  # type: ignore[no-any-return]
 
 
-def get_model(service: Annotated[RecommendationService, Depends(get_service)]) -> LoadedModel:
+async def get_model(service: Annotated[RecommendationService, Depends(get_service)]) -> LoadedModel:
     """The model served now; a request keeps this reference to the end (hot swaps do not affect it)."""
     return service.model()
 
@@ -89,10 +89,10 @@ Service = Annotated[RecommendationService, Depends(get_service)]
 Model = Annotated[LoadedModel, Depends(get_model)]
 
 
-def require(role: str) -> Callable[..., ApiKey | None]:
+def require(role: str) -> Callable[..., Awaitable[ApiKey | None]]:
     """Dependency: the request's key must allow ``role`` (when keys are configured); applies the rate limit."""
 
-    def authorize(
+    async def authorize(
         request: Request,
         service: Annotated[RecommendationService, Depends(get_service)],
         _bearer_doc: Annotated[Any, Security(_bearer)],

@@ -39,6 +39,9 @@ class ServiceMetrics:
         self.fallbacks = Counter(
             "attnrec_fallbacks", "Recommendation lists answered by the popularity fallback", registry=r
         )
+        self.cache = Counter(
+            "attnrec_recommendation_cache", "Per-user recommendation lists from the cache", ["result"], registry=r
+        )
         self.reloads = Counter("attnrec_model_reloads", "Model reload attempts", ["result"], registry=r)
         self.model_loaded = Gauge("attnrec_model_loaded", "1 for the served model version", ["version"], registry=r)
         self.rejected = Counter(

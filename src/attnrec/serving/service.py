@@ -2,9 +2,10 @@
 
 A user's live history is the training history the model was saved with (``model.history(user_idx)``) followed by
 the user's stored events, oldest first (by event timestamp, then arrival). Events for items the model does not
-know are stored and counted, shown by ``/history``, and skipped when scoring. Nothing derived from events is
-cached: every recommendation reads the user's events from the store (one indexed query), so an acknowledged
-event is always reflected by the next recommendation, whichever process or thread wrote it.
+know are stored and counted, shown by ``/history``, and skipped when scoring. Every recommendation reads
+the user's events from the store (one indexed query); finished lists are cached under a key that includes the
+user's event state (:attr:`LiveHistory.version`), so an acknowledged event always changes the key and is reflected
+by the next recommendation, whichever process or thread wrote it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import logging
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -40,9 +43,45 @@ class ModelNotReadyError(RuntimeError):
 
 @dataclass(frozen=True)
 class LiveHistory:
+    """A user's history: ``item_idx`` (known items, oldest first, what the model scores) and ``stored`` events."""
+
     user_idx: int
-    item_idx: np.ndarray  # scored history (known items only), oldest first
-    item_ids: list[str]  # full history including unknown items, oldest first
+    item_idx: np.ndarray
+    train_len: int
+    stored: list[StoredEvent]
+
+    @property
+    def version(self) -> tuple[int, int, int]:
+        """Changes whenever an event is added to the (bounded) stored part: count, largest and sum of ``seq``.
+        The store is append-only and ``seq`` grows, so an unchanged version means an unchanged history."""
+        seqs = [e.seq for e in self.stored]
+        return len(seqs), max(seqs, default=0), sum(seqs)
+
+
+class ResultCache:
+    """LRU of finished recommendation lists, keyed by model version, user, k, explain and the user's
+    :attr:`LiveHistory.version`: a new event changes the key, so a cached answer is never stale."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[tuple[Any, ...], RecommendationResponse] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> RecommendationResponse | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: tuple[Any, ...], value: RecommendationResponse) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
 
 
 class RecommendationService:
@@ -65,6 +104,7 @@ class RecommendationService:
         self._store: EventStore | None = None
         self._store_lock = threading.Lock()
         self.store_error: str | None = None
+        self.cache = ResultCache(settings.cache_size)
 
     # ------------------------------------------------------------------ resources
     @property
@@ -155,21 +195,34 @@ class RecommendationService:
         model = loaded.model
         assert model.users_ is not None and model.items_ is not None
         uidx = model.users_.get(user_id)
-        train = model.history(uidx) if uidx > 0 else np.zeros(0, dtype=np.int64)
-        stored: list[StoredEvent] = self.store.user_events(user_id, self.settings.max_stored_history)
-        stored_ids = [e.item_id for e in stored]
-        stored_idx = model.items_.indices(stored_ids, unknown="drop")
-        item_idx = np.concatenate([np.asarray(train, dtype=np.int64), stored_idx]) if len(stored_idx) else train
-        item_ids = [str(i) for i in model.items_.ids(train)] + stored_ids
-        return LiveHistory(uidx, np.asarray(item_idx, dtype=np.int64), item_ids)
+        train = np.asarray(model.history(uidx) if uidx > 0 else np.zeros(0), dtype=np.int64)
+        stored = self.store.user_events(user_id, self.settings.max_stored_history)
+        stored_idx = model.items_.indices([e.item_id for e in stored], unknown="drop")
+        item_idx = np.concatenate([train, stored_idx]) if len(stored_idx) else train
+        return LiveHistory(uidx, item_idx, len(train), stored)
 
     # ------------------------------------------------------------------ recommendations
     def recommend_users(
         self, loaded: LoadedModel, user_ids: Sequence[str], k: int, explain: bool
     ) -> list[RecommendationResponse]:
         histories = [self.live_history(loaded, u) for u in user_ids]
-        uidx = np.asarray([h.user_idx for h in histories], dtype=np.int64)
-        return self._recommend(loaded, list(user_ids), uidx, [h.item_idx for h in histories], k, explain)
+        keys = [(loaded.version, u, k, explain, h.version) for u, h in zip(user_ids, histories, strict=True)]
+        out: list[RecommendationResponse | None] = [self.cache.get(key) for key in keys]
+        self.metrics.cache.labels(result="hit").inc(sum(r is not None for r in out))
+        missing = [n for n, r in enumerate(out) if r is None]
+        if missing:
+            self.metrics.cache.labels(result="miss").inc(len(missing))
+            uidx = np.asarray([histories[n].user_idx for n in missing], dtype=np.int64)
+            fresh = self._recommend(
+                loaded, [user_ids[n] for n in missing], uidx, [histories[n].item_idx for n in missing], k, explain
+            )
+            for n, new in zip(missing, fresh, strict=True):
+                out[n] = new
+                self.cache.put(keys[n], new)
+        done = [r for r in out if r is not None]
+        for response in done:
+            self._count(response)
+        return done
 
     def recommend_history(
         self, loaded: LoadedModel, item_ids: Sequence[str], k: int, explain: bool
@@ -177,7 +230,15 @@ class RecommendationService:
         items = loaded.model.items_
         assert items is not None
         hist = items.indices(item_ids, unknown="drop")
-        return self._recommend(loaded, [""], np.zeros(1, dtype=np.int64), [hist], k, explain)[0]
+        response = self._recommend(loaded, [""], np.zeros(1, dtype=np.int64), [hist], k, explain)[0]
+        self._count(response)
+        return response
+
+    def _count(self, response: RecommendationResponse) -> None:
+        fallback = response.fallback is not None
+        self.metrics.recommendations.labels(fallback=str(fallback).lower()).inc()
+        if fallback:
+            self.metrics.fallbacks.inc()
 
     def _recommend(
         self,
@@ -211,9 +272,6 @@ class RecommendationService:
                 )
                 for n, j in enumerate(keep)
             ]
-            self.metrics.recommendations.labels(fallback=str(fallback).lower()).inc()
-            if fallback:
-                self.metrics.fallbacks.inc()
             out.append(
                 RecommendationResponse(
                     user_id=user_id,
@@ -238,7 +296,11 @@ class RecommendationService:
         ]
 
     def history_ids(self, loaded: LoadedModel, user_id: str) -> list[str]:
-        return self.live_history(loaded, user_id).item_ids
+        """The training history followed by the stored events (unknown items included), oldest first."""
+        history = self.live_history(loaded, user_id)
+        assert loaded.model.items_ is not None
+        train = history.item_idx[: history.train_len]
+        return [str(i) for i in loaded.model.items_.ids(train)] + [e.item_id for e in history.stored]
 
 
 def refuse_reason(exc: BaseException) -> str:

@@ -44,6 +44,9 @@ class ServeSettings(BaseModel):
     max_stored_history: int = Field(
         10_000, ge=1, description="At most this many of a user's most recent stored events feed a recommendation."
     )
+    cache_size: int = Field(
+        50_000, ge=0, description="Finished per-user lists kept (keyed by the user's event state); 0 = off."
+    )
     explain_top: int = Field(5, ge=1, description="History items listed per recommended item with explain=true.")
     load_in_background: bool = Field(
         True, description="Load the model after start-up in a thread (/ready answers 503 until it is loaded)."
