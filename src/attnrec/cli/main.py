@@ -164,7 +164,10 @@ def train(
     assert out is not None
     with RichProgress(err_console, enabled=not quiet) as progress:
         result = train_run(run_config, out, progress=progress, resume=resume is not None)
-    _print_metrics_table({run_config.model: result.metrics}, title=f"{run_config.model}: {result.metrics['protocol']}")
+    _print_metrics_table(
+        {run_config.model: result.metrics},
+        title=f"{run_config.model}: {result.metrics['protocol']} ranking, {run_config.split} (± = 95% CI half-width)",
+    )
     out_console.print(f"run folder: {result.out}")
 
 
@@ -178,11 +181,41 @@ def _first_error(exc: ValueError) -> str:
 
 
 def _print_metrics_table(rows: dict[str, dict[str, Any]], *, title: str, target: str = "test") -> None:
-    columns: list[str] = []
+    """One model: a metric x (valid, test) table with 95% CIs. Several models: one row per model."""
+    if len(rows) == 1:
+        ((name, metrics),) = rows.items()
+        table = Table(title=title)
+        table.add_column("metric")
+        splits = [t for t in ("valid", "test") if metrics.get(t)]
+        for t in splits:
+            table.add_column(t, justify="right")
+        ci = metrics.get("ci95", {})
+        keys: list[str] = []
+        for t in splits:
+            keys += [k for k in metrics[t] if k not in keys]
+        for key in keys:
+            cells = []
+            for t in splits:
+                value = metrics[t].get(key)
+                bounds = ci.get(t, {}).get(key)
+                text = "" if value is None else f"{value:.4f}"
+                if bounds and None not in bounds:
+                    text += f" ± {(bounds[1] - bounds[0]) / 2:.4f}"
+                cells.append(text)
+            table.add_row(key, *cells)
+        out_console.print(table)
+        if "train_seconds" in metrics:
+            out_console.print(f"trained in {metrics['train_seconds']:.1f} s ({metrics.get('epochs', 1)} epochs)")
+        return
+    first_k = None
     for metrics in rows.values():
         for key in metrics.get(target, {}):
-            if key not in columns:
-                columns.append(key)
+            if key.startswith("ndcg@"):
+                first_k = key.split("@")[1]
+                break
+        if first_k:
+            break
+    columns = [f"{m}@{first_k}" for m in ("hr", "ndcg", "mrr", "coverage")] if first_k else []
     table = Table(title=title)
     table.add_column("model")
     for col in columns:
@@ -212,7 +245,7 @@ def evaluate(
     if json_out:
         sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
         return
-    _print_metrics_table({metrics["model"]: metrics}, title=f"{run}: {metrics['protocol']} (test)")
+    _print_metrics_table({metrics["model"]: metrics}, title=f"{run}: {metrics['protocol']} ranking")
 
 
 @app.command()
