@@ -6,11 +6,11 @@ from types import TracebackType
 
 from rich.console import Console
 from rich.progress import (
-    TaskID,
     BarColumn,
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
