@@ -82,7 +82,8 @@ def free_port() -> int:
 @dataclass
 class Server:
     run: Path
-    db: Path
+    db: Path  # SQLite file (also names the log file)
+    db_url: str | None = None  # overrides db (e.g. postgresql://...)
     port: int = field(default_factory=free_port)
     threads: int = 1
     env: dict[str, str] = field(default_factory=dict)
@@ -93,15 +94,15 @@ class Server:
         """Start ``attnrec serve`` (nice 5); returns seconds until /ready answered 200."""
         code = (
             "import sys; from pathlib import Path; from attnrec.cli.serve import serve_command; "
-            "serve_command(Path(sys.argv[1]), '127.0.0.1', int(sys.argv[2]), 'sqlite:///' + sys.argv[3], None, "
+            "serve_command(Path(sys.argv[1]), '127.0.0.1', int(sys.argv[2]), sys.argv[3], None, "
             "torch_threads=int(sys.argv[4]), log_level='warning')"
         )
         self.log = self.db.with_suffix(".log")
         out = open(self.log, "ab")  # noqa: SIM115 - closed with the process
         start = time.perf_counter()
         self.proc = subprocess.Popen(
-            ["nice", "-n", "5", sys.executable, "-c", code, str(self.run), str(self.port), str(self.db),
-             str(self.threads)],
+            ["nice", "-n", "5", sys.executable, "-c", code, str(self.run), str(self.port),
+             self.db_url or f"sqlite:///{self.db}", str(self.threads)],
             env={**os.environ, "OMP_NUM_THREADS": str(self.threads), **self.env},
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -250,6 +251,8 @@ async def drive(
     seed: int = 0,
     stats: Stats | None = None,
     stop: asyncio.Event | None = None,
+    headers: dict[str, str] | None = None,
+    on_answer: Any = None,
 ) -> tuple[Stats, float]:
     """Closed-loop mixed load from ``concurrency`` connections for ``seconds``; returns (stats, wall seconds)."""
     stats = stats or Stats()
@@ -263,12 +266,14 @@ async def drive(
             name, method, path, body = mixed_request(rng, users, items, counter)
             t0 = time.perf_counter()
             try:
-                status, _ = await conn.request(method, path, body)
+                status, data = await conn.request(method, path, body, headers)
             except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
                 stats.error(name)
                 await asyncio.sleep(0.01)
                 continue
             stats.add(name, time.perf_counter() - t0, status)
+            if on_answer is not None:
+                on_answer(name, body, status, data)
         conn.close()
 
     start = time.perf_counter()

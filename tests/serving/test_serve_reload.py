@@ -190,3 +190,16 @@ def test_attnrec_serve_process_reloads_on_sighup(run_copy: Path, tmp_path: Path,
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_unusable_reload_paths_are_refused_not_500(client: Any, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    for path in (
+        "0" * 4000,
+        "a/" * 2000,
+        str(tmp_path / "file"),
+        str(tmp_path / "file" / "below"),
+        "~nobody-such-user/x",
+    ):
+        answer = client.post("/admin/reload", json={"run_dir": path})
+        assert answer.status_code == 409, (path[:50], answer.text)

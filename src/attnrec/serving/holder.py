@@ -82,8 +82,13 @@ def _load_titles(run_dir: Path) -> dict[str, str] | None:
 
 def load_run(run_dir: str | Path) -> LoadedModel:
     """Load, validate and smoke-test a run folder."""
-    folder = Path(run_dir).expanduser().resolve()
-    check_run_folder(folder)
+    try:
+        folder = Path(run_dir).expanduser().resolve()
+        check_run_folder(folder)
+    except (OSError, ValueError, RuntimeError) as exc:  # too long, not allowed, a loop, ...
+        if isinstance(exc, ModelLoadError):
+            raise
+        raise ModelLoadError(f"{str(run_dir)[:200]}: not a usable run folder ({type(exc).__name__})") from None
     try:
         version = model_version(folder)
         model = Recommender.load(folder)
