@@ -101,8 +101,18 @@ class Server:
         out = open(self.log, "ab")  # noqa: SIM115 - closed with the process
         start = time.perf_counter()
         self.proc = subprocess.Popen(
-            ["nice", "-n", "5", sys.executable, "-c", code, str(self.run), str(self.port),
-             self.db_url or f"sqlite:///{self.db}", str(self.threads)],
+            [
+                "nice",
+                "-n",
+                "5",
+                sys.executable,
+                "-c",
+                code,
+                str(self.run),
+                str(self.port),
+                self.db_url or f"sqlite:///{self.db}",
+                str(self.threads),
+            ],
             env={**os.environ, "OMP_NUM_THREADS": str(self.threads), **self.env},
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -226,18 +236,33 @@ class Stats:
         return "\n".join(lines)
 
 
-def mixed_request(rng: random.Random, users: list[str], items: list[str], counter: list[int]) -> tuple[str, str, str, Any]:
+def mixed_request(
+    rng: random.Random, users: list[str], items: list[str], counter: list[int]
+) -> tuple[str, str, str, Any]:
     """80% recommend (GET user, some with explain, some batch), 20% events."""
     r = rng.random()
     if r < 0.20:
         counter[0] += 1
         user = rng.choice(users) if rng.random() < 0.8 else f"new-{rng.randrange(10_000)}"
-        body = {"events": [{"user_id": user, "item_id": rng.choice(items), "event_id": f"load-{os.getpid()}-{counter[0]}"}]}
+        body = {
+            "events": [
+                {
+                    "user_id": user,
+                    "item_id": rng.choice(items),
+                    "event_id": f"load-{os.getpid()}-{counter[1]}-{counter[0]}",
+                }
+            ]
+        }
         return "POST /events", "POST", "/events", body
     if r < 0.75:
         return "GET /recommendations", "GET", f"/users/{rng.choice(users)}/recommendations?k=10", None
     if r < 0.80:
-        return "GET /recommendations?explain", "GET", f"/users/{rng.choice(users)}/recommendations?k=10&explain=true", None
+        return (
+            "GET /recommendations?explain",
+            "GET",
+            f"/users/{rng.choice(users)}/recommendations?k=10&explain=true",
+            None,
+        )
     return "POST /recommendations", "POST", "/recommendations", {"history": rng.sample(items, 20), "k": 10}
 
 
@@ -257,7 +282,7 @@ async def drive(
     """Closed-loop mixed load from ``concurrency`` connections for ``seconds``; returns (stats, wall seconds)."""
     stats = stats or Stats()
     deadline = time.perf_counter() + seconds
-    counter = [0]
+    counter = [0, seed]  # events sent, run seed (both go into event ids)
 
     async def worker(n: int) -> None:
         rng = random.Random(seed * 1000 + n)

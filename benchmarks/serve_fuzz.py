@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from serve_common import WORK, Server, ensure_run, one_request  # noqa: E402
+from serve_common import WORK, Server, ensure_run, one_request
 
 
 def scrape(port: int) -> dict[str, int]:
@@ -32,6 +32,7 @@ def scrape(port: int) -> dict[str, int]:
         m = re.match(r'attnrec_http_requests_total\{method="[^"]*",route="[^"]*",status="(\d+)"\} ([\d.e+]+)', line)
         if m:
             by_status[m.group(1)] = by_status.get(m.group(1), 0) + int(float(m.group(2)))
+
     return by_status
 
 
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=1500, help="schemathesis --max-examples per operation")
     parser.add_argument("--max-time", type=float, default=900, help="time budget of the fuzzer (seconds)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tail", type=int, default=25, help="lines of the schemathesis report to print")
     args = parser.parse_args()
     if not 1 <= args.examples <= 5000 or not 10 <= args.max_time <= 1800:
         raise SystemExit("--examples must be within 1..5000 and --max-time within 10..1800")
@@ -52,6 +54,7 @@ def main() -> None:
     server = Server(run, db)
     try:
         server.start()
+        before = scrape(server.port)  # the start-up /ready polls (503 until loaded) are not fuzz answers
         base = f"http://127.0.0.1:{server.port}"
         cmd = [
             str(Path(sys.executable).with_name("schemathesis")),
@@ -79,9 +82,11 @@ def main() -> None:
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - start
-        tail = "\n".join(proc.stdout.strip().splitlines()[-25:])
+        tail = "\n".join(proc.stdout.strip().splitlines()[-args.tail :])
         print(tail)
-        counts = scrape(server.port)
+        after = scrape(server.port)
+        after["200"] = after.get("200", 0) - 1  # the /metrics request of the first scrape
+        counts = {code: n - before.get(code, 0) for code, n in after.items() if n - before.get(code, 0)}
     finally:
         server.stop()
     total = sum(counts.values())

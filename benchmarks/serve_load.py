@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from serve_common import WORK, Server, drive, ensure_run, user_ids  # noqa: E402
+from serve_common import WORK, Server, drive, ensure_run, user_ids
 
 
 def main() -> None:

@@ -225,6 +225,7 @@ def create_app(settings: ServeSettings, *, service: RecommendationService | None
         ok, version, reason = service.ready()
         if ok:
             return StatusResponse(status="ready", model_version=version)
+        log.warning("not ready: %s", reason)
         return JSONResponse(
             StatusResponse(status="not ready", model_version=version, detail=reason).model_dump(),
             status_code=503,
