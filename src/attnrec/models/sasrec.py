@@ -1,0 +1,314 @@
+"""SASRec: self-attentive sequential recommendation.
+
+Wang-Cheng Kang and Julian McAuley. "Self-Attentive Sequential Recommendation." ICDM 2018.
+https://arxiv.org/abs/1808.09781
+
+Trained by default with full softmax cross-entropy over all items ("SASRec+", Klenitskiy & Vasilev, "Turning
+Dross Into Gold Loss: is BERT4Rec really better than SASRec?", RecSys 2023); the original BCE loss, sampled
+softmax and gBCE (Petrov & Macdonald, "gSASRec", RecSys 2023) are options. Deviations from the paper and the
+speed measurements: ``docs/models/sasrec.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from attnrec.base import Recommender
+from attnrec.config import ModelConfig
+from attnrec.data.interactions import Interactions
+from attnrec.errors import ConfigError
+from attnrec.nn.transformer import FastDropout, TransformerEncoder, attention_mask, positions_from_start
+from attnrec.training.losses import make_loss
+from attnrec.training.options import TrainingOptions
+from attnrec.training.trainer import Trainer, TrainerConfig
+
+CITATION = "Kang & McAuley. Self-Attentive Sequential Recommendation. ICDM 2018."
+
+
+class SASRecConfig(ModelConfig):
+    """Hyperparameters of SASRec (defaults: the fast ML-1M configuration of ``docs/models/sasrec.md``)."""
+
+    embed_dim: int = Field(64, ge=4, description="Width of item/position embeddings and of every block.")
+    num_layers: int = Field(2, ge=1, description="Number of self-attention blocks.")
+    num_heads: int = Field(1, ge=1, description="Attention heads per block (must divide embed_dim).")
+    ffn_dim: int | None = Field(None, ge=1, description="Hidden width of the feed-forward layer (None: embed_dim).")
+    max_seq_len: int = Field(200, ge=1, description="Most recent items the model reads (training windows too).")
+    dropout: float = Field(0.2, ge=0, lt=1, description="Dropout on embeddings, sub-layer outputs and the FFN.")
+    attn_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on attention probabilities (slow on CPU).")
+    norm_first: bool = Field(True, description="Pre-LN blocks (true) or post-LN blocks (false, as in the paper).")
+    loss: Literal["ce", "sampled", "bce", "gbce"] = Field(
+        "ce", description="ce: full softmax (SASRec+); sampled: sampled softmax; bce: original; gbce: gSASRec."
+    )
+    num_negatives: int = Field(256, ge=1, description="Negatives per batch for 'sampled' and 'gbce'.")
+    negative_sampling: Literal["uniform", "popularity"] = Field(
+        "uniform", description="Negative distribution of 'sampled' (popularity uses the logQ correction)."
+    )
+    gbce_t: float = Field(0.75, ge=0, le=1, description="gSASRec calibration t (0: plain BCE, 1: full).")
+    ce_chunk_size: int = Field(512, ge=1, description="Rows per block of the fused full cross-entropy.")
+    lr: float = Field(1e-3, gt=0, description="Peak AdamW learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (not on biases and LayerNorms).")
+    batch_size: int = Field(128, ge=1, description="Training sequences per step.")
+    epochs: int = Field(40, ge=1, description="Maximum training epochs.")
+    patience: int = Field(0, ge=0, description="Stop after this many validations without improvement (0: off).")
+    eval_every: int = Field(1, ge=1, description="Validate every this many epochs (needs validation data).")
+    warmup_steps: int = Field(0, ge=0, description="Linear learning-rate warm-up steps.")
+    cosine: bool = Field(False, description="Cosine learning-rate decay over all epochs after warm-up.")
+    grad_clip: float | None = Field(1.0, gt=0, description="Clip the global gradient norm (None: off).")
+    sliding_window_step: int = Field(
+        0, ge=0, description="Extra training windows every this many items for histories longer than "
+        "max_seq_len + 1 (0: only the most recent window)."
+    )
+    length_bucketing: bool = Field(
+        True, description="Batch sequences of similar length (fewer padded positions; batch order shuffled)."
+    )
+    bf16: bool = Field(False, description="bfloat16 autocast for training (CPU with AVX-512 BF16 or AMX).")
+    compile: bool = Field(False, description="torch.compile the network for training.")
+    eval_batch_size: int = Field(512, ge=1, description="Histories scored at once at inference.")
+
+
+class SASRecNet(nn.Module):
+    """Item + learned position embeddings, causal transformer blocks, scores against the item embeddings."""
+
+    def __init__(self, num_items: int, cfg: SASRecConfig) -> None:
+        super().__init__()
+        d = cfg.embed_dim
+        self.item_emb = nn.Embedding(num_items + 1, d, padding_idx=0)
+        self.pos_emb = nn.Embedding(cfg.max_seq_len, d)
+        self.drop = FastDropout(cfg.dropout)
+        self.encoder = TransformerEncoder(
+            d, cfg.num_heads, cfg.num_layers, ffn_dim=cfg.ffn_dim or d, dropout=cfg.dropout,
+            attn_dropout=cfg.attn_dropout, norm_first=cfg.norm_first,
+        )
+        self.scale = math.sqrt(d)
+        nn.init.normal_(self.item_emb.weight, std=d**-0.5)
+        nn.init.normal_(self.pos_emb.weight, std=d**-0.5)
+        with torch.no_grad():
+            self.item_emb.weight[0].zero_()
+
+    def embed(self, items: Tensor) -> Tensor:
+        """``(B, L)`` item indices (0 = padding) -> ``(B, L, D)`` input of the first block."""
+        pos = positions_from_start(items > 0)
+        return self.drop(self.item_emb(items) * self.scale + self.pos_emb(pos))
+
+    def forward(self, items: Tensor, *, right_padded: bool = True) -> Tensor:
+        """``(B, L)`` items -> ``(B, L, D)`` hidden states; position ``t`` sees items ``<= t`` only.
+
+        Right-padded input needs only the causal mask; left-padded input adds the key-padding mask.
+        """
+        x = self.embed(items)
+        if right_padded:
+            return self.encoder(x, causal=True)  # type: ignore[no-any-return]
+        return self.encoder(x, attention_mask(items > 0, causal=True))  # type: ignore[no-any-return]
+
+    def scores(self, hidden: Tensor) -> Tensor:
+        """``(B, D)`` -> ``(B, V + 1)`` dot products with every item embedding."""
+        return hidden @ self.item_emb.weight.T
+
+
+def training_windows(
+    sequences: Sequence[np.ndarray], max_len: int, step: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded ``(R, max_len)`` inputs and next-item targets of every window of every sequence.
+
+    Each sequence gives its last ``max_len + 1`` items (input = all but the last, target = shifted by one);
+    with ``step > 0``, longer sequences also give windows ending ``step``, ``2 * step``, ... items earlier.
+    """
+    ends: list[tuple[int, int]] = []
+    for s, seq in enumerate(sequences):
+        n = len(seq)
+        if n < 2:
+            continue
+        ends.append((s, n))
+        if step > 0:
+            ends.extend((s, e) for e in range(n - step, max_len + 1, -step))
+    inputs = np.zeros((len(ends), max_len), dtype=np.int64)
+    targets = np.zeros((len(ends), max_len), dtype=np.int64)
+    for row, (s, e) in enumerate(ends):
+        w = sequences[s][max(0, e - max_len - 1) : e]
+        inputs[row, : len(w) - 1] = w[:-1]
+        targets[row, : len(w) - 1] = w[1:]
+    return inputs, targets
+
+
+class SASRec(Recommender):
+    """SASRec recommender: next-item scores from the last ``max_seq_len`` items of a history.
+
+    ``uses_history``: unknown users with a history are personalised, and new events change the next
+    recommendation without retraining (``recommend(histories=[[...]])``).
+    """
+
+    name = "sasrec"
+    config_class = SASRecConfig
+    citation = CITATION
+    uses_history = True
+    supports_explain = True
+    config: SASRecConfig
+
+    def __init__(self, config: SASRecConfig | dict[str, Any] | None = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        c = self.config
+        if c.embed_dim % c.num_heads:
+            raise ConfigError(
+                f"the 'embed_dim' parameter of SASRecConfig must be divisible by num_heads={c.num_heads}; "
+                f"got {c.embed_dim}"
+            )
+        self.net_: SASRecNet | None = None
+        self.history_: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ training
+    def _batches(self, inputs: Tensor, targets: Tensor, lengths: Tensor) -> Any:
+        bs = self.config.batch_size
+
+        def batches(epoch: int, gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+            perm = torch.randperm(len(inputs), generator=gen)
+            if self.config.length_bucketing:  # sort within pools of 50 batches, then shuffle the batches
+                pool = bs * 50
+                parts = [p[torch.argsort(lengths[p], stable=True)] for p in perm.split(pool)]
+                perm = torch.cat(parts)
+            chunks = list(perm.split(bs))
+            for j in torch.randperm(len(chunks), generator=gen).tolist():
+                idx = chunks[j]
+                width = int(lengths[idx].max())
+                yield inputs[idx, :width], targets[idx, :width]
+
+        return batches
+
+    def _fit(self, train: Interactions, valid: Interactions | None, options: TrainingOptions) -> None:
+        c = self.config
+        inputs_np, targets_np = training_windows(train.sequences()[1:], c.max_seq_len, c.sliding_window_step)
+        inputs, targets = torch.from_numpy(inputs_np), torch.from_numpy(targets_np)
+        lengths = (inputs > 0).sum(1)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(options.seed)
+            net = SASRecNet(self.num_items, c)
+        self.net_ = net
+        train_net: nn.Module = torch.compile(net) if c.compile else net  # type: ignore[assignment]
+        item_loss = make_loss(
+            c.loss, self.num_items, num_negatives=c.num_negatives, negative_sampling=c.negative_sampling,
+            item_counts=train.item_counts(), gbce_t=c.gbce_t, chunk_size=c.ce_chunk_size,
+        )
+
+        def loss_fn(batch: tuple[Tensor, Tensor], gen: torch.Generator) -> tuple[Tensor, int]:
+            x, y = batch
+            hidden = train_net(x)
+            mask = y > 0
+            return item_loss(hidden[mask], y[mask], net.item_emb.weight, gen), int(mask.sum())
+
+        validate = None
+        if valid is not None and len(valid) > 0:
+            from attnrec.evaluation import evaluate_interactions
+
+            def validate() -> dict[str, float]:
+                result = evaluate_interactions(self, train, valid, ks=(10,), batch_size=c.eval_batch_size)
+                return {k: v for k, v in result.summary.items() if not k.startswith("coverage")}
+
+        trainer = Trainer(
+            TrainerConfig(
+                lr=c.lr, weight_decay=c.weight_decay, epochs=c.epochs, patience=c.patience,
+                eval_every=c.eval_every, warmup_steps=c.warmup_steps, cosine=c.cosine,
+                grad_clip=c.grad_clip, bf16=c.bf16,
+            ),
+            options,
+        )
+        num_batches = math.ceil(len(inputs) / c.batch_size)
+        result = trainer.fit(net, self._batches(inputs, targets, lengths), loss_fn, num_batches=num_batches,
+                             validate=validate, description="sasrec")
+        net.eval()
+        self.history_ = result.history
+        self.train_info_ = {
+            "best_epoch": result.best_epoch, "best_metric": result.best_metric, "epochs_run": result.epochs_run,
+            "stopped_early": result.stopped_early, "train_windows": len(inputs),
+            "train_tokens": int(lengths.sum()),
+        }
+
+    # ------------------------------------------------------------------ inference
+    def _padded(self, histories: Sequence[np.ndarray], *, left: bool) -> Tensor:
+        L = self.config.max_seq_len
+        clipped = [np.asarray(h, dtype=np.int64)[-L:] for h in histories]
+        width = max(1, max((len(h) for h in clipped), default=1))
+        out = np.zeros((len(clipped), width), dtype=np.int64)
+        for row, h in enumerate(clipped):
+            if len(h):
+                if left:
+                    out[row, width - len(h) :] = h
+                else:
+                    out[row, : len(h)] = h
+        return torch.from_numpy(out)
+
+    def _net(self) -> SASRecNet:
+        self._check_fitted()
+        assert self.net_ is not None
+        return self.net_
+
+    @torch.inference_mode()
+    def last_hidden(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """``(B, D)`` representation after the last item of each history (zeros for empty histories)."""
+        net = self._net()
+        net.eval()
+        out = np.zeros((len(histories), self.config.embed_dim), dtype=np.float32)
+        bs = self.config.eval_batch_size
+        for start in range(0, len(histories), bs):
+            part = histories[start : start + bs]
+            x = self._padded(part, left=False)
+            lengths = (x > 0).sum(1)
+            hidden = net(x)
+            last = hidden[torch.arange(len(part)), (lengths - 1).clamp_min(0)]
+            last[lengths == 0] = 0.0
+            out[start : start + len(part)] = last.float().numpy()
+        return out
+
+    def score_indices(self, user_idx: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """Dot products of the last hidden state with every item embedding; ``user_idx`` is not used."""
+        hidden = torch.from_numpy(self.last_hidden(histories))
+        with torch.inference_mode():
+            scores = self._net().scores(hidden).numpy().astype(np.float32, copy=False)
+        scores[:, 0] = -np.inf
+        return scores
+
+    @torch.inference_mode()
+    def attention_maps(self, histories: Sequence[np.ndarray]) -> list[Tensor]:
+        """Attention probabilities of every layer for a batch of item-index histories.
+
+        Histories are cut to their last ``max_seq_len`` items and left-padded to the longest one, ``L``. Returns
+        one ``(B, num_heads, L, L)`` tensor per layer: row ``i`` holds how query position ``i`` attends to
+        the keys; row ``-1`` belongs to the last item (the one whose output scores the next item); columns
+        ``L - len(h) .. L - 1`` are the items of ``h[-max_seq_len:]`` and padding columns are 0.
+        """
+        net = self._net()
+        net.eval()
+        x = self._padded(histories, left=True)
+        mask = attention_mask(x > 0, causal=True)
+        return [m.float() for m in net.encoder.attention_maps(net.embed(x), mask)]
+
+    def explain_indices(
+        self, history: np.ndarray, items: np.ndarray, *, top: int = 5, method: str = "rollout"
+    ) -> list[list[tuple[int, float]]]:
+        """History items (index, weight) that drove each of ``items``: attention rollout of the last position
+        (``method="rollout"``) or its item-specific gradient-weighted variant (``"rollout-grad"``); see
+        :mod:`attnrec.explain.attention`."""
+        from attnrec.explain.attention import explain_history
+
+        return explain_history(self, history, items, top=top, method=method)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ persistence
+    def _get_state(self) -> dict[str, np.ndarray]:
+        return {k: v.detach().cpu().numpy() for k, v in self._net().state_dict().items()}
+
+    def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        assert self.items_ is not None
+        net = SASRecNet(len(self.items_), self.config)
+        net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()})
+        net.eval()
+        self.net_ = net
+        self.history_ = list(meta.get("history", []))
+        self.train_info_ = dict(meta.get("train_info", {}))
+
+    def _get_meta(self) -> dict[str, Any]:
+        return {"history": self.history_, "train_info": self.train_info_}

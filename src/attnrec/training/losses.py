@@ -1,0 +1,206 @@
+"""Next-item losses over a shared item embedding table (options of the one training loop, not copies of it).
+
+Every loss is called as ``loss(hidden, targets, item_weight, generator)`` with
+
+* ``hidden``: ``(N, D)`` sequence representations at the positions that have a target (padding removed),
+* ``targets``: ``(N,)`` int64 item indices ``>= 1``,
+* ``item_weight``: ``(V + 1, D)`` output item embeddings (row 0 = padding, never a candidate),
+* ``generator``: the ``torch.Generator`` negatives are drawn from (seeded by the trainer),
+
+and returns the mean loss over the ``N`` targets. Available (``make_loss``):
+
+* ``"ce"``: full softmax cross-entropy over all items (SASRec+, Klenitskiy & Vasilev, RecSys 2023), computed
+  in row chunks by a fused autograd function that never stores the ``(N, V)`` logits.
+* ``"sampled"``: sampled softmax with ``num_negatives`` negatives shared by the batch, drawn uniformly or
+  by popularity with the logQ correction (Yi et al., RecSys 2019); accidental hits are masked.
+* ``"bce"``: the original SASRec loss, binary cross-entropy with one uniform negative per position.
+* ``"gbce"``: generalised BCE of gSASRec (Petrov & Macdonald, RecSys 2023): ``num_negatives`` negatives and
+  the positive probability raised to ``beta = alpha * (t * (1 - 1/alpha) + 1/alpha)``, ``alpha = K / (V - 1)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+LOSSES = ("ce", "sampled", "bce", "gbce")
+
+
+class ItemLoss(Protocol):
+    def __call__(self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator) -> Tensor:
+        ...
+
+
+class _ChunkedSoftmaxCE(torch.autograd.Function):
+    """Mean cross-entropy of ``hidden @ weight.T`` computed ``chunk`` rows at a time.
+
+    The gradients are formed during the forward pass chunk by chunk (softmax minus one-hot), so peak memory is
+    ``chunk x V`` instead of ``N x V`` and the work stays cache-sized; backward only scales them.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, hidden: Tensor, weight: Tensor, targets: Tensor, chunk: int, bf16: bool) -> Tensor:  # type: ignore[override]
+        with torch.autocast(hidden.device.type, enabled=False):
+            return _ChunkedSoftmaxCE._forward(ctx, hidden, weight, targets, chunk, bf16)
+
+    @staticmethod
+    def _forward(ctx: Any, hidden: Tensor, weight: Tensor, targets: Tensor, chunk: int, bf16: bool) -> Tensor:
+        n = hidden.shape[0]
+        dtype = torch.bfloat16 if bf16 else torch.float32
+        hm = hidden.detach().to(dtype)
+        wm = weight.detach().to(dtype)
+        grad_h = torch.empty(hidden.shape, dtype=torch.float32)
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32)
+        total = torch.zeros((), dtype=torch.float64)
+        tiny = torch.finfo(torch.float32).tiny
+        for start in range(0, n, chunk):
+            h = hm[start : start + chunk]
+            y = targets[start : start + chunk]
+            rows = torch.arange(len(y))
+            probs = torch.softmax((h @ wm.T).float(), dim=1)  # (c, V)
+            total -= probs[rows, y].clamp_min(tiny).log().double().sum()
+            probs[rows, y] -= 1.0  # d loss / d logits (times n)
+            pm = probs.to(dtype)
+            grad_h[start : start + chunk] = (pm @ wm).float()
+            if bf16:
+                grad_w += (pm.T @ h).float()
+            else:
+                grad_w.addmm_(pm.T, h)
+        ctx.save_for_backward(grad_h.div_(max(n, 1)), grad_w.div_(max(n, 1)))
+        ctx.dtypes = (hidden.dtype, weight.dtype)
+        return (total / max(n, 1)).float()
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        grad_h, grad_w = ctx.saved_tensors
+        h_dtype, w_dtype = ctx.dtypes
+        return (grad_h * grad_out).to(h_dtype), (grad_w * grad_out).to(w_dtype), None, None, None
+
+
+class FullCrossEntropy:
+    """Softmax cross-entropy over every item (index 0 excluded). ``chunk_size`` rows per fused block."""
+
+    def __init__(self, chunk_size: int = 512) -> None:
+        self.chunk_size = chunk_size
+
+    def __call__(self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator) -> Tensor:
+        if hidden.shape[0] == 0:
+            return hidden.sum() * 0.0
+        bf16 = torch.is_autocast_enabled(hidden.device.type)  # bf16 matmuls, float32 softmax
+        return _ChunkedSoftmaxCE.apply(hidden, item_weight[1:], targets - 1, self.chunk_size, bf16)  # type: ignore[no-any-return]
+
+
+class _NegativeSampler:
+    """Draws item indices ``1..V`` uniformly or proportionally to ``counts ** power``."""
+
+    def __init__(self, num_items: int, sampling: str, item_counts: np.ndarray | None, power: float = 1.0) -> None:
+        if sampling not in ("uniform", "popularity"):
+            raise ValueError(f"negative_sampling must be 'uniform' or 'popularity'; got {sampling!r}")
+        self.num_items = num_items
+        self.sampling = sampling
+        self.probs: Tensor | None = None
+        if sampling == "popularity":
+            if item_counts is None:
+                raise ValueError("negative_sampling='popularity' needs item counts")
+            w = np.asarray(item_counts, dtype=np.float64)[1 : num_items + 1].clip(min=0) ** power + 1e-6
+            self.probs = torch.as_tensor(w / w.sum(), dtype=torch.float32)
+
+    def sample(self, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
+        if self.probs is None:
+            return torch.randint(1, self.num_items + 1, shape, generator=generator)
+        n = math.prod(shape)
+        return (torch.multinomial(self.probs, n, replacement=True, generator=generator) + 1).view(shape)
+
+    def log_q(self, items: Tensor) -> Tensor:
+        """Log sampling probability of each item (constant for uniform sampling)."""
+        if self.probs is None:
+            return torch.full(items.shape, -math.log(self.num_items))
+        return self.probs[items - 1].log()
+
+
+class SampledSoftmax:
+    """Softmax over the positive and ``num_negatives`` negatives shared by the batch (logQ-corrected)."""
+
+    def __init__(
+        self, num_items: int, num_negatives: int, sampling: str = "uniform", item_counts: np.ndarray | None = None
+    ) -> None:
+        self.sampler = _NegativeSampler(num_items, sampling, item_counts)
+        self.num_negatives = num_negatives
+
+    def __call__(self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator) -> Tensor:
+        negs = self.sampler.sample((self.num_negatives,), generator)  # (K,)
+        pos = (hidden * item_weight[targets]).sum(-1, keepdim=True)  # (N, 1)
+        neg = hidden @ item_weight[negs].T  # (N, K)
+        if self.sampler.probs is not None:  # logQ correction; a constant for uniform sampling
+            pos = pos - self.sampler.log_q(targets)[:, None].to(pos.dtype)
+            neg = neg - self.sampler.log_q(negs)[None, :].to(neg.dtype)
+        neg = neg.masked_fill(negs[None, :] == targets[:, None], float("-inf"))
+        logits = torch.cat([pos, neg], dim=1).float()
+        return -logits.log_softmax(dim=1)[:, 0].mean()
+
+
+class BinaryCrossEntropy:
+    """Original SASRec loss: ``-log s(pos) - log(1 - s(neg))`` with one uniform negative per position."""
+
+    def __init__(self, num_items: int) -> None:
+        self.sampler = _NegativeSampler(num_items, "uniform", None)
+
+    def __call__(self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator) -> Tensor:
+        negs = self.sampler.sample((targets.shape[0],), generator)
+        pos = (hidden * item_weight[targets]).sum(-1).float()
+        neg = (hidden * item_weight[negs]).sum(-1).float()
+        neg_loss = F.logsigmoid(-neg).masked_fill(negs == targets, 0.0)
+        return -(F.logsigmoid(pos) + neg_loss).mean()
+
+
+def gbce_beta(num_items: int, num_negatives: int, t: float) -> float:
+    """gSASRec calibration: ``beta = alpha * (t * (1 - 1/alpha) + 1/alpha)``, ``alpha = K / (V - 1)``.
+
+    ``t = 0`` gives ``beta = 1`` (plain BCE); ``t = 1`` gives ``beta = alpha`` (fully calibrated).
+    """
+    alpha = num_negatives / max(num_items - 1, 1)
+    return alpha * (t * (1.0 - 1.0 / alpha) + 1.0 / alpha)
+
+
+class GeneralisedBCE:
+    """gBCE of gSASRec: ``-(beta * log s(pos) + sum_k log(1 - s(neg_k))) / (K + 1)``, negatives shared by the
+    batch (gSASRec draws them per position; sharing keeps memory at ``N x K`` logits)."""
+
+    def __init__(self, num_items: int, num_negatives: int, t: float = 0.75) -> None:
+        self.sampler = _NegativeSampler(num_items, "uniform", None)
+        self.num_negatives = num_negatives
+        self.beta = gbce_beta(num_items, num_negatives, t)
+
+    def __call__(self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator) -> Tensor:
+        negs = self.sampler.sample((self.num_negatives,), generator)
+        pos = (hidden * item_weight[targets]).sum(-1).float()
+        neg = (hidden @ item_weight[negs].T).float()
+        neg_loss = F.logsigmoid(-neg).masked_fill(negs[None, :] == targets[:, None], 0.0).sum(1)
+        return -((self.beta * F.logsigmoid(pos) + neg_loss) / (self.num_negatives + 1)).mean()
+
+
+def make_loss(
+    name: str,
+    num_items: int,
+    *,
+    num_negatives: int = 256,
+    negative_sampling: str = "uniform",
+    item_counts: np.ndarray | None = None,
+    gbce_t: float = 0.75,
+    chunk_size: int = 512,
+) -> ItemLoss:
+    """Build a loss by name (``"ce"``, ``"sampled"``, ``"bce"``, ``"gbce"``)."""
+    if name == "ce":
+        return FullCrossEntropy(chunk_size)
+    if name == "sampled":
+        return SampledSoftmax(num_items, num_negatives, negative_sampling, item_counts)
+    if name == "bce":
+        return BinaryCrossEntropy(num_items)
+    if name == "gbce":
+        return GeneralisedBCE(num_items, num_negatives, gbce_t)
+    raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {name!r}")

@@ -1,0 +1,166 @@
+"""SASRec: conformance, shapes, causality, padding invariance, planted next item, losses, persistence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from attnrec.base import Recommender
+from attnrec.data.synthetic import planted_sequences
+from attnrec.errors import ConfigError, ModelFitError
+from attnrec.models.sasrec import SASRec, SASRecConfig, SASRecNet, training_windows
+from attnrec.nn.transformer import fast_dropout
+from attnrec.testing.conformance import RecommenderConformance
+from attnrec.training.options import TrainingOptions
+
+TINY = {"embed_dim": 16, "num_layers": 1, "num_heads": 1, "max_seq_len": 12, "dropout": 0.0, "batch_size": 16,
+        "lr": 5e-3, "epochs": 25}
+
+
+def opts(**kw: object) -> TrainingOptions:
+    return TrainingOptions(seed=0, threads=1, **kw)  # type: ignore[arg-type]
+
+
+class TestSASRec(RecommenderConformance):
+    sequential = True
+    planted_block = True
+
+    def make_model(self) -> SASRec:
+        # dropout keeps the model from memorising exact orders on the checkerboard data
+        return SASRec(TINY, epochs=20, batch_size=8, lr=1e-2, dropout=0.2)
+
+
+@pytest.fixture(scope="module")
+def planted() -> tuple[SASRec, object]:
+    data = planted_sequences(80, 30, length=8, seed=1)
+    return SASRec(TINY).fit(data, options=opts()), data
+
+
+def net(**kw: object) -> SASRecNet:
+    torch.manual_seed(0)
+    module = SASRecNet(20, SASRecConfig(**{**TINY, "num_layers": 2, "num_heads": 2, **kw}))
+    return module.eval()
+
+
+def test_shapes() -> None:
+    module = net()
+    x = torch.tensor([[3, 4, 5, 0, 0], [1, 2, 3, 4, 5]])
+    assert module(x).shape == (2, 5, 16)
+    assert module.scores(module(x)[:, -1]).shape == (2, 21)
+
+
+def test_causality_later_items_do_not_change_earlier_outputs() -> None:
+    module = net()
+    a = torch.tensor([[3, 4, 5, 6, 7]])
+    b = torch.tensor([[3, 4, 5, 9, 1]])
+    ha, hb = module(a), module(b)
+    torch.testing.assert_close(ha[:, :3], hb[:, :3])
+    assert not torch.allclose(ha[:, 3:], hb[:, 3:])  # the check can fail: later outputs do change
+
+
+@pytest.mark.parametrize("norm_first", [True, False])
+def test_padding_invariance(norm_first: bool) -> None:
+    module = net(norm_first=norm_first)
+    seq = torch.tensor([[7, 3, 9]])
+    right = torch.tensor([[7, 3, 9, 0, 0, 0]])
+    left = torch.tensor([[0, 0, 0, 7, 3, 9]])
+    alone = module(seq)[:, -1]
+    torch.testing.assert_close(module(right)[:, 2], alone)
+    torch.testing.assert_close(module(left, right_padded=False)[:, -1], alone)
+
+
+def test_scores_use_only_the_last_max_seq_len_items(planted: tuple[SASRec, object]) -> None:
+    model, _ = planted
+    long = np.arange(1, 20, dtype=np.int64)
+    same = model.score_indices(np.zeros(2, dtype=np.int64), [long, long[-model.config.max_seq_len :]])
+    np.testing.assert_array_equal(same[0], same[1])
+    assert same[0, 0] == -np.inf
+
+
+def test_planted_next_item_and_new_events_change_results(planted: tuple[SASRec, object]) -> None:
+    model, _ = planted
+    hists = [np.arange(max(1, i - 3), i + 1, dtype=np.int64) for i in range(1, 29)]
+    recs = model.recommend_indices(np.zeros(len(hists), dtype=np.int64), hists, k=1)
+    assert float(np.mean(recs.item_idx[:, 0] == np.arange(2, 30))) >= 0.9
+    # an unknown user's history is personalised without retraining, and one more event moves the top item
+    r = model.recommend(histories=[["4", "5"], ["4", "5", "6"]], k=1)
+    assert r.items[:, 0].tolist() == ["6", "7"] and not r.fallback.any()
+
+
+def test_attention_maps(planted: tuple[SASRec, object]) -> None:
+    model, _ = planted
+    maps = model.attention_maps([np.array([1, 2, 3, 4]), np.array([5, 6])])
+    assert len(maps) == 1 and maps[0].shape == (2, 1, 4, 4)
+    m = maps[0]
+    torch.testing.assert_close(m.sum(-1), torch.ones(2, 1, 4))
+    assert float(m[0, 0].triu(1).abs().sum()) == 0.0  # causal
+    assert float(m[1, 0, -1, :2].sum()) == 0.0  # padding columns of the short history get no weight
+
+
+@pytest.mark.parametrize("loss", ["ce", "sampled", "bce", "gbce"])
+def test_each_loss_decreases_and_learns_the_planted_order(loss: str) -> None:
+    data = planted_sequences(60, 20, length=8, seed=2)
+    model = SASRec(TINY, loss=loss, num_negatives=8, epochs=20, gbce_t=0.2)
+    model.fit(data, options=opts())
+    losses = [row["loss"] for row in model.history_]
+    assert losses[-1] < 0.6 * losses[0], losses
+    hists = [np.array([i - 1, i]) for i in range(2, 20)]
+    recs = model.recommend_indices(np.zeros(len(hists), dtype=np.int64), hists, k=3)
+    assert float(np.mean((recs.item_idx == np.arange(3, 21)[:, None]).any(1))) >= 0.8
+
+
+def test_nan_raises_model_fit_error_with_epoch_and_step() -> None:
+    data = planted_sequences(40, 20, length=8, seed=2)
+    with pytest.raises(ModelFitError, match=r"epoch 1, step 2 "):
+        SASRec(TINY, lr=1e30, epochs=3, grad_clip=None).fit(data, options=opts())  # type: ignore[arg-type]
+
+
+def test_training_windows_every_position_and_sliding() -> None:
+    x, y = training_windows([np.array([1, 2, 3, 4, 5, 6, 7]), np.array([8]), np.array([9, 10])], 3)
+    np.testing.assert_array_equal(x, [[4, 5, 6], [9, 0, 0]])
+    np.testing.assert_array_equal(y, [[5, 6, 7], [10, 0, 0]])
+    x, _ = training_windows([np.arange(1, 12)], 3, step=2)
+    np.testing.assert_array_equal(x, [[8, 9, 10], [6, 7, 8], [4, 5, 6], [2, 3, 4]])
+
+
+def test_save_load_and_seeds(planted: tuple[SASRec, object], tmp_path: Path) -> None:
+    model, data = planted
+    loaded = Recommender.load(model.save(tmp_path / "m"))
+    h = [np.array([3, 4, 5]), np.array([10])]
+    u = np.zeros(2, dtype=np.int64)
+    np.testing.assert_array_equal(model.score_indices(u, h), loaded.score_indices(u, h))
+    assert loaded.history_ == model.history_  # type: ignore[attr-defined]
+    again = SASRec(TINY).fit(data, options=opts())  # type: ignore[arg-type]
+    np.testing.assert_array_equal(model.score_indices(u, h), again.score_indices(u, h))
+    other = SASRec(TINY).fit(data, options=TrainingOptions(seed=1, threads=1))  # type: ignore[arg-type]
+    assert not np.array_equal(model.score_indices(u, h), other.score_indices(u, h))
+
+
+def test_validation_early_stopping_and_history(tmp_path: Path) -> None:
+    from attnrec.data import leave_one_out
+
+    split = leave_one_out(planted_sequences(60, 20, length=8, seed=4))
+    rows: list[dict[str, object]] = []
+    model = SASRec(TINY, epochs=6, patience=2).fit(split.train, split.valid, options=opts(log=rows.append))
+    assert rows == model.history_ and "valid_ndcg@10" in rows[0]
+    best = max(float(r["valid_ndcg@10"]) for r in rows)  # type: ignore[arg-type]
+    assert model.train_info_["best_metric"] == pytest.approx(best)
+
+
+def test_config_errors() -> None:
+    with pytest.raises(ConfigError, match="num_heads"):
+        SASRec(embed_dim=10, num_heads=3)
+    with pytest.raises(ConfigError, match="loss"):
+        SASRec(loss="hinge")
+
+
+def test_fast_dropout_keeps_expectation() -> None:
+    torch.manual_seed(0)
+    x = torch.ones(200_000)
+    y = fast_dropout(x, 0.25, True)
+    assert abs(float((y == 0).float().mean()) - 0.25) < 0.01
+    assert abs(float(y.mean()) - 1.0) < 0.01
+    assert fast_dropout(x, 0.25, False) is x
