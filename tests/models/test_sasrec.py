@@ -17,7 +17,7 @@ from attnrec.testing.conformance import RecommenderConformance
 from attnrec.training.options import TrainingOptions
 
 TINY = {"embed_dim": 16, "num_layers": 1, "num_heads": 1, "max_seq_len": 12, "dropout": 0.0, "batch_size": 16,
-        "lr": 5e-3, "epochs": 25}
+        "lr": 5e-3, "epochs": 25, "warmup_steps": 0, "cosine": False, "eval_every": 1}
 
 
 def opts(**kw: object) -> TrainingOptions:

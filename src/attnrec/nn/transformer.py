@@ -175,6 +175,7 @@ class TransformerEncoder(nn.Module):
         """Per layer, the ``(B, H, L, L)`` attention probabilities (recomputed explicitly, no dropout)."""
         maps = []
         for block in self.blocks:
+            assert isinstance(block, TransformerBlock)
             maps.append(block.attention_weights(x, mask, causal))
             x = block(x, mask, causal)
         return maps

@@ -117,7 +117,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ helpers
     def _optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
-        decay, no_decay = [], []
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
         for name, param in module.named_parameters():
             if not param.requires_grad:
                 continue
@@ -272,11 +273,11 @@ class Trainer:
                     metrics = validate()
                     row["valid_seconds"] = time.perf_counter() - t_val
                     row.update({f"valid_{k}": float(v) for k, v in metrics.items()})
-                    value = metrics.get(cfg.metric)
-                    if value is None:
+                    if cfg.metric not in metrics:
                         raise ModelFitError(
                             f"validation returned no {cfg.metric!r} (got: {', '.join(metrics) or 'nothing'})"
                         )
+                    value = float(metrics[cfg.metric])
                     if best_metric is None or value > best_metric:
                         best_metric, best_epoch, bad = float(value), epoch, 0
                         best_weights = self._weights(module)
