@@ -152,11 +152,12 @@ def test_early_stopping_restores_best_weights() -> None:
 
 def test_warmup_then_cosine_schedule() -> None:
     trainer = Trainer(TrainerConfig(lr=1.0, warmup_steps=4, cosine=True, min_lr_ratio=0.1))
-    lrs = [trainer.lr_at(s, 24) for s in range(24)]
+    lrs = [trainer.lr_at(s, 40) for s in range(40)]
     assert lrs[:4] == [0.25, 0.5, 0.75, 1.0]
     assert all(a >= b for a, b in itertools.pairwise(lrs[3:]))
-    assert lrs[-1] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * 19 / 20)).item()))
+    assert lrs[-1] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * 35 / 36)).item()))
     assert Trainer(TrainerConfig(lr=0.3)).lr_at(100, 10) == 0.3
+    assert Trainer(TrainerConfig(lr=1.0, warmup_steps=100)).lr_at(0, 20) == 0.5  # capped at a tenth of 20 steps
 
 
 def test_missing_metric_is_an_error() -> None:

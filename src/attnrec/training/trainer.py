@@ -61,7 +61,8 @@ class TrainerConfig:
         patience: stop after this many validations without improvement (``0`` = never stop early).
         metric: key of the validation dict to maximise.
         eval_every: validate every ``eval_every`` epochs (and after the last one).
-        warmup_steps: linear warm-up steps from 0 to ``lr``.
+        warmup_steps: linear warm-up steps from 0 to ``lr`` (at most a tenth of all steps, so that short
+            runs on small data still train at full rate).
         cosine: cosine decay of the learning rate to ``min_lr_ratio * lr`` over all ``epochs``.
         min_lr_ratio: floor of the cosine schedule.
         grad_clip: clip the global gradient norm to this value (``None`` = no clipping).
@@ -134,12 +135,13 @@ class Trainer:
     def lr_at(self, step: int, total_steps: int) -> float:
         """Learning rate at optimizer step ``step`` (0-based) of ``total_steps``."""
         cfg = self.config
-        if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
-            return cfg.lr * (step + 1) / cfg.warmup_steps
+        warmup = min(cfg.warmup_steps, total_steps // 10)
+        if warmup > 0 and step < warmup:
+            return cfg.lr * (step + 1) / warmup
         if not cfg.cosine:
             return cfg.lr
-        span = max(total_steps - cfg.warmup_steps, 1)
-        progress = min(max(step - cfg.warmup_steps, 0) / span, 1.0)
+        span = max(total_steps - warmup, 1)
+        progress = min(max(step - warmup, 0) / span, 1.0)
         floor = cfg.min_lr_ratio
         return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
