@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from serve_common import WORK, Server, drive, ensure_run, user_ids
+from serve_common import WORK, Server, drive, ensure_run, one_request, user_ids
 
 
 def main() -> None:
@@ -46,12 +46,21 @@ def main() -> None:
         print(f"server ready in {ready:.2f} s ({args.model}, torch threads {args.threads}); warming up")
         asyncio.run(drive(server.port, args.warmup, args.concurrency, users, items, seed=99))
         stats, wall = asyncio.run(drive(server.port, args.seconds, args.concurrency, users, items, seed=1))
+        _, metrics = asyncio.run(one_request(server.port, "GET", "/metrics"))
     finally:
         server.stop()
     print(f"mixed load, {args.concurrency} connections, {wall:.1f} s, model {args.model}")
     print(stats.table(wall))
     bad = sum(n for by in stats.statuses.values() for code, n in by.items() if code >= 400)
     print(f"non-2xx answers: {bad}; connection errors: {sum(stats.errors.values())}")
+    cache = {
+        line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.decode().splitlines()
+        if line.startswith("attnrec_recommendation_cache_total{")
+    }
+    looked_up = sum(cache.values())
+    if looked_up:
+        print(f"per-user list cache (warm-up included): {cache.get('hit', 0) / looked_up:.1%} hits of {looked_up:.0f}")
 
 
 if __name__ == "__main__":
