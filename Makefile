@@ -19,10 +19,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/attnrec demo
 
+# The event-store tests need a PostgreSQL server: .ci/setup-postgres.sh installs Debian's package and starts
+# one on 127.0.0.1 (log in .venv/postgres-setup.log). Without it they skip locally and fail under CI=true.
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest
+	@dsn="$${ATTNREC_TEST_POSTGRES_DSN:-$$(bash .ci/setup-postgres.sh 2>$(VENV)/postgres-setup.log)}"; \
+	if [ -z "$$dsn" ]; then echo "PostgreSQL unavailable (see $(VENV)/postgres-setup.log)"; fi; \
+	echo "ATTNREC_TEST_POSTGRES_DSN=$$dsn"; \
+	ATTNREC_TEST_POSTGRES_DSN="$$dsn" $(VENV)/bin/pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

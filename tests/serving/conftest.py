@@ -80,6 +80,8 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
         return
     dsn = os.environ.get(PG_ENV)
     if not dsn:
+        if os.environ.get("CI"):
+            pytest.fail(f"{PG_ENV} is not set under CI: .ci/setup-postgres.sh failed (see .venv/postgres-setup.log)")
         pytest.skip(f"{PG_ENV} is not set: run .ci/setup-postgres.sh and export its DSN to test PostgreSQL")
     table = f"attnrec_test_{uuid.uuid4().hex[:12]}"
     yield lambda: PostgresStore(dsn, table=table, pool_size=4)
