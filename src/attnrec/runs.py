@@ -240,6 +240,8 @@ def train_run(
     if data.features is not None:
         data.features.save(out / ITEM_FEATURES_JSON)
     info = dict(model.train_info_)
+    # a resumed run's trainer restores the rows of the epochs before the interruption
+    history = list(getattr(model, "history_", None) or history)
     summary = {
         "model": config.model,
         "dataset": _dataset_info(config, data),
@@ -248,7 +250,7 @@ def train_run(
         "valid": metrics.get("valid", {}),
         "test": metrics.get("test", {}),
         "train_seconds": round(train_seconds, 3),
-        "epochs": int(info.get("epochs", len(history) or 1)),
+        "epochs": int(info.get("epochs_run", info.get("epochs", len(history) or 1))),
         "best_epoch": int(info.get("best_epoch", len(history) or 1)),
         "ci95": {"valid": metrics.get("valid_ci95", {}), "test": metrics.get("test_ci95", {})},
         "users_evaluated": {"valid": metrics.get("valid_users", 0), "test": metrics.get("test_users", 0)},
