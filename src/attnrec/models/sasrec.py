@@ -35,10 +35,12 @@ CITATION = "Kang & McAuley. Self-Attentive Sequential Recommendation. ICDM 2018.
 class SASRecConfig(ModelConfig):
     """Hyperparameters of SASRec (defaults: the fast ML-1M configuration of ``docs/models/sasrec.md``)."""
 
-    embed_dim: int = Field(64, ge=4, description="Width of item/position embeddings and of every block.")
+    embed_dim: int = Field(128, ge=4, description="Width of item/position embeddings and of every block.")
     num_layers: int = Field(2, ge=1, description="Number of self-attention blocks.")
-    num_heads: int = Field(1, ge=1, description="Attention heads per block (must divide embed_dim).")
-    ffn_dim: int | None = Field(None, ge=1, description="Hidden width of the feed-forward layer (None: embed_dim).")
+    num_heads: int = Field(2, ge=1, description="Attention heads per block (must divide embed_dim).")
+    ffn_dim: int | None = Field(
+        None, ge=1, description="Hidden width of the feed-forward layer (None: 2 * embed_dim)."
+    )
     max_seq_len: int = Field(200, ge=1, description="Most recent items the model reads (training windows too).")
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout on embeddings, sub-layer outputs and the FFN.")
     attn_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on attention probabilities (slow on CPU).")
@@ -83,7 +85,7 @@ class SASRecNet(nn.Module):
         self.pos_emb = nn.Embedding(cfg.max_seq_len, d)
         self.drop = FastDropout(cfg.dropout)
         self.encoder = TransformerEncoder(
-            d, cfg.num_heads, cfg.num_layers, ffn_dim=cfg.ffn_dim or d, dropout=cfg.dropout,
+            d, cfg.num_heads, cfg.num_layers, ffn_dim=cfg.ffn_dim or 2 * d, dropout=cfg.dropout,
             attn_dropout=cfg.attn_dropout, norm_first=cfg.norm_first,
         )
         self.scale = math.sqrt(d)
