@@ -124,7 +124,7 @@ class SQLiteStore:
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA synchronous=FULL")
-        conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
+        # sqlite3.connect(timeout=...) already installs the busy timeout (PRAGMA busy_timeout)
         return conn
 
     @contextmanager
