@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -74,6 +74,7 @@ class RunConfig(BaseModel):
     min_rating: float | None = None
     seed: int = 42
     threads: int | None = None
+    processes: Annotated[int, Field(ge=1)] = 1
     ks: tuple[int, ...] = (10, 20)
     eval_negatives: int | None = None
     negative_sampling: Literal["uniform", "popularity"] = "uniform"
@@ -225,6 +226,7 @@ def train_run(
     options = TrainingOptions(
         seed=config.seed,
         threads=config.threads,
+        processes=config.processes,
         progress=progress,
         checkpoint_dir=out / "checkpoints",
         resume=resume,

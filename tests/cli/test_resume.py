@@ -52,3 +52,52 @@ def test_resume_after_kill(tmp_path: Path) -> None:
     rows = (out / "history.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 400  # header + every epoch, including those before the kill
     assert rows[1].startswith("1,")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_two_training_processes_and_their_cleanup_after_a_kill(tmp_path: Path) -> None:
+    log = tmp_path / "log.csv"
+    make_synthetic(num_users=60, num_items=40, seed=1).interactions.write_csv(log)
+    done = subprocess.run(
+        _train(log, tmp_path / "ok", 4, "--processes", "2"), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "ok" / "config.json").read_text())["processes"] == 2
+    assert json.loads((tmp_path / "ok" / "metrics.json").read_text())["epochs"] == 4
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        _train(log, out, 400, "--processes", "2"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    state = out / "checkpoints" / "state.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and not state.is_file():
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    assert workers, "the data-parallel worker process was not found"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers), "a worker outlived the killed training process"

@@ -16,8 +16,19 @@ from attnrec.nn.transformer import fast_dropout
 from attnrec.testing.conformance import RecommenderConformance
 from attnrec.training.options import TrainingOptions
 
-TINY = {"embed_dim": 16, "num_layers": 1, "num_heads": 1, "max_seq_len": 12, "dropout": 0.0, "batch_size": 16,
-        "lr": 5e-3, "epochs": 25, "warmup_steps": 0, "cosine": False, "eval_every": 1}
+TINY = {
+    "embed_dim": 16,
+    "num_layers": 1,
+    "num_heads": 1,
+    "max_seq_len": 12,
+    "dropout": 0.0,
+    "batch_size": 16,
+    "lr": 5e-3,
+    "epochs": 25,
+    "warmup_steps": 0,
+    "cosine": False,
+    "eval_every": 1,
+}
 
 
 def opts(**kw: object) -> TrainingOptions:
@@ -70,6 +81,25 @@ def test_padding_invariance(norm_first: bool) -> None:
     alone = module(seq)[:, -1]
     torch.testing.assert_close(module(right)[:, 2], alone)
     torch.testing.assert_close(module(left, right_padded=False)[:, -1], alone)
+
+
+@pytest.mark.parametrize("norm_first", [True, False])
+@pytest.mark.parametrize("num_layers", [1, 3])
+def test_last_position_path_equals_the_full_forward(norm_first: bool, num_layers: int) -> None:
+    module = net(norm_first=norm_first, num_layers=num_layers)
+    x = torch.tensor([[7, 0, 0, 0, 0], [3, 4, 5, 0, 0], [1, 2, 3, 4, 5], [9, 8, 0, 0, 0]])
+    full = module(x)[torch.arange(4), (x > 0).sum(1) - 1]
+    torch.testing.assert_close(module.last(x), full)
+
+
+def test_bf16_autocast_forward_is_close_to_float32() -> None:
+    module = net()
+    x = torch.tensor([[3, 4, 5, 6, 7], [1, 2, 0, 0, 0]])
+    ref = module(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = module(x)
+    assert low.dtype == torch.float32  # the final LayerNorm runs in float32 under autocast
+    torch.testing.assert_close(low, ref, rtol=0.05, atol=0.05)
 
 
 def test_scores_use_only_the_last_max_seq_len_items(planted: tuple[SASRec, object]) -> None:

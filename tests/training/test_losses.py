@@ -40,6 +40,24 @@ def test_chunked_ce_equals_cross_entropy_and_its_gradients(chunk: int) -> None:
     assert float(gw[0].abs().sum()) == 0.0, "the padding row is never a candidate"
 
 
+def test_chunked_ce_under_bf16_autocast_stays_close_to_float32() -> None:
+    h, w, y = data(n=200, v=300, d=32)
+    ref = FullCrossEntropy(64)(h, y, w, torch.Generator())
+    ref.backward()
+    gh, gw = h.grad.clone(), w.grad.clone()  # type: ignore[union-attr]
+    h.grad = w.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = FullCrossEntropy(64)(h, y, w, torch.Generator())
+    loss.backward()
+    assert loss.dtype == torch.float32 and h.grad.dtype == w.grad.dtype == torch.float32  # type: ignore[union-attr]
+    torch.testing.assert_close(loss, ref, rtol=1e-2, atol=1e-2)
+    # bf16 keeps 8 bits of mantissa: gradients agree to about 1% of their scale, and are not identical
+    scale = float(gh.abs().max())
+    assert float((h.grad - gh).abs().max()) < 0.02 * scale  # type: ignore[operator]
+    assert float((w.grad - gw).abs().max()) < 0.02 * float(gw.abs().max())  # type: ignore[operator]
+    assert not torch.equal(h.grad, gh)
+
+
 def test_sampled_softmax_with_all_items_as_negatives_is_full_ce() -> None:
     h, w, y = data(v=6)
     # 400 uniform draws over 6 items contain every item; duplicates of the positive are masked, other duplicates

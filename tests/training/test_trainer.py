@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from attnrec.errors import ModelFitError
 from attnrec.training.options import TrainingOptions
-from attnrec.training.trainer import Trainer, TrainerConfig
+from attnrec.training.trainer import Trainer, TrainerConfig, native_bf16
 
 
 class KilledError(Exception):
@@ -103,7 +103,11 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path: Path) -> None:
 
     module, batches, loss_fn, nb = regression_task()
     full = Trainer(config, TrainingOptions(seed=5, threads=1)).fit(
-        module, batches, loss_fn, num_batches=nb, validate=validate_for(module)  # type: ignore[arg-type]
+        module,
+        batches,
+        loss_fn,
+        num_batches=nb,
+        validate=validate_for(module),  # type: ignore[arg-type]
     )
     expected = weights(module)
 
@@ -166,3 +170,86 @@ def test_missing_metric_is_an_error() -> None:
         Trainer(TrainerConfig(epochs=1), TrainingOptions(threads=1)).fit(
             module, batches, loss_fn, num_batches=nb, validate=lambda: {"hr@10": 0.1}
         )
+
+
+def test_native_bf16_reads_the_cpu_flags() -> None:
+    assert native_bf16("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 avx512vl\n")
+    assert native_bf16("flags\t\t: fpu amx_tile amx_bf16\n")
+    assert not native_bf16("flags\t\t: fpu sse2 avx2 avx512f avx512bw\n")  # AVX-512 without BF16
+    assert not native_bf16("Processor\t: ARMv8\nFeatures\t: fp asimd\n")
+    assert isinstance(native_bf16(), bool)
+
+
+def linear_task() -> tuple[nn.Module, object, object, int]:
+    """Deterministic least squares (no dropout, no noise): one process and two must agree step by step."""
+    g = torch.Generator().manual_seed(5)
+    X = torch.randn(90, 4, generator=g)
+    y = X @ torch.randn(4, 1, generator=g)
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+
+    def batches(epoch: int, gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+        perm = torch.randperm(90, generator=gen)
+        for idx in perm.split(15):  # 15 rows: the two shards have 8 and 7 rows (unequal weights)
+            yield X[idx], y[idx]
+
+    def loss_fn(batch: tuple[Tensor, Tensor], gen: torch.Generator) -> tuple[Tensor, int]:
+        xb, yb = batch
+        return ((module(xb) - yb) ** 2).mean(), len(xb)
+
+    return module, batches, loss_fn, 6
+
+
+def test_two_processes_compute_the_same_updates_as_one() -> None:
+    results = []
+    for processes in (1, 2):
+        module, batches, loss_fn, nb = linear_task()
+        rows: list[dict[str, object]] = []
+        opts = TrainingOptions(seed=2, threads=1, processes=processes, log=rows.append)
+        Trainer(TrainerConfig(lr=1e-2, epochs=3, grad_clip=1.0), opts).fit(module, batches, loss_fn, num_batches=nb)
+        results.append((weights(module), rows))
+    (w1, rows1), (w2, rows2) = results
+    assert len(rows2) == 3, "only the calling process reports history rows"
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-5, atol=1e-6)
+    for a, b in zip(rows1, rows2, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    assert float(rows2[-1]["loss"]) < float(rows2[0]["loss"])  # type: ignore[arg-type]
+    assert all(float(r["tokens_per_second"]) > 0 for r in rows2)  # type: ignore[arg-type]
+
+
+def test_two_processes_validate_stop_early_and_are_deterministic() -> None:
+    runs = []
+    for _ in range(2):
+        module, batches, loss_fn, nb = regression_task()  # dropout: each process draws its own masks
+        calls: list[int] = []
+
+        def validate(module: nn.Module = module, calls: list[int] = calls) -> dict[str, float]:
+            calls.append(1)
+            return {"ndcg@10": 1.0 if len(calls) == 1 else 0.5}  # best at the first validation
+
+        opts = TrainingOptions(seed=4, threads=1, processes=2)
+        result = Trainer(TrainerConfig(lr=1e-2, epochs=10, patience=2), opts).fit(
+            module, batches, loss_fn, num_batches=nb, validate=validate
+        )
+        assert result.stopped_early and result.epochs_run == 3 and result.best_epoch == 1
+        assert len(calls) == 3, "validation runs once per epoch, in the calling process only"
+        runs.append(weights(module))
+    for k in runs[0]:
+        torch.testing.assert_close(runs[0][k], runs[1][k], rtol=0, atol=0)
+
+
+def test_a_failing_worker_process_is_reported() -> None:
+    import os
+
+    module, batches, loss_fn, nb = linear_task()
+    parent = os.getpid()
+
+    def failing(batch: tuple[Tensor, Tensor], gen: torch.Generator) -> tuple[Tensor, int]:
+        if os.getpid() != parent:
+            raise RuntimeError("boom in the worker")
+        return loss_fn(batch, gen)  # type: ignore[operator,no-any-return]
+
+    opts = TrainingOptions(seed=0, threads=1, processes=2)
+    with pytest.raises(ModelFitError, match="process 1: RuntimeError: boom in the worker"):
+        Trainer(TrainerConfig(epochs=2), opts).fit(module, batches, failing, num_batches=nb)

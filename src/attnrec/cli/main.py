@@ -108,6 +108,9 @@ def train(
     min_rating: Annotated[float | None, typer.Option(help="Keep events rated at least this.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
     threads: Annotated[int | None, typer.Option(help="Torch/BLAS threads (default: all cores).")] = None,
+    processes: Annotated[
+        int, typer.Option(help="Data-parallel training processes for neural models (each with --threads threads).")
+    ] = 1,
     k: Annotated[str, typer.Option("--k", help="Cut-offs, comma-separated.")] = "10,20",
     eval_negatives: Annotated[
         int | None, typer.Option(help="Sampled protocol with N negatives (default: full ranking).")
@@ -154,6 +157,7 @@ def train(
                 min_rating=min_rating,
                 seed=seed,
                 threads=threads,
+                processes=processes,
                 ks=parse_ks(k),
                 eval_negatives=eval_negatives,
                 negative_sampling=negative_sampling,  # type: ignore[arg-type]

@@ -27,7 +27,7 @@ from attnrec.errors import ConfigError
 from attnrec.nn.transformer import FastDropout, TransformerEncoder, attention_mask, positions_from_start
 from attnrec.training.losses import make_loss
 from attnrec.training.options import TrainingOptions
-from attnrec.training.trainer import Trainer, TrainerConfig
+from attnrec.training.trainer import Trainer, TrainerConfig, native_bf16
 
 CITATION = "Kang & McAuley. Self-Attentive Sequential Recommendation. ICDM 2018."
 
@@ -38,9 +38,7 @@ class SASRecConfig(ModelConfig):
     embed_dim: int = Field(128, ge=4, description="Width of item/position embeddings and of every block.")
     num_layers: int = Field(2, ge=1, description="Number of self-attention blocks.")
     num_heads: int = Field(2, ge=1, description="Attention heads per block (must divide embed_dim).")
-    ffn_dim: int | None = Field(
-        None, ge=1, description="Hidden width of the feed-forward layer (None: 2 * embed_dim)."
-    )
+    ffn_dim: int | None = Field(None, ge=1, description="Hidden width of the feed-forward layer (None: 2 * embed_dim).")
     max_seq_len: int = Field(200, ge=1, description="Most recent items the model reads (training windows too).")
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout on embeddings, sub-layer outputs and the FFN.")
     attn_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on attention probabilities (slow on CPU).")
@@ -59,18 +57,24 @@ class SASRecConfig(ModelConfig):
     batch_size: int = Field(64, ge=1, description="Training sequences per step.")
     epochs: int = Field(40, ge=1, description="Maximum training epochs.")
     patience: int = Field(0, ge=0, description="Stop after this many validations without improvement (0: off).")
-    eval_every: int = Field(2, ge=1, description="Validate every this many epochs (needs validation data).")
+    eval_every: int = Field(4, ge=1, description="Validate every this many epochs (needs validation data).")
     warmup_steps: int = Field(200, ge=0, description="Linear learning-rate warm-up steps.")
     cosine: bool = Field(True, description="Cosine learning-rate decay over all epochs after warm-up.")
     grad_clip: float | None = Field(1.0, gt=0, description="Clip the global gradient norm (None: off).")
     sliding_window_step: int = Field(
-        0, ge=0, description="Extra training windows every this many items for histories longer than "
-        "max_seq_len + 1 (0: only the most recent window)."
+        0,
+        ge=0,
+        description="Extra training windows every this many items for histories longer than "
+        "max_seq_len + 1 (0: only the most recent window).",
     )
     length_bucketing: bool = Field(
         True, description="Batch sequences of similar length (fewer padded positions; batch order shuffled)."
     )
-    bf16: bool = Field(False, description="bfloat16 autocast for training (CPU with AVX-512 BF16 or AMX).")
+    bf16: bool | None = Field(
+        None,
+        description="bfloat16 autocast for training (None: on when the CPU has native bf16, AVX-512 BF16 "
+        "or AMX; inference always runs in float32).",
+    )
     compile: bool = Field(False, description="torch.compile the network for training.")
     eval_batch_size: int = Field(512, ge=1, description="Histories scored at once at inference.")
 
@@ -85,8 +89,13 @@ class SASRecNet(nn.Module):
         self.pos_emb = nn.Embedding(cfg.max_seq_len, d)
         self.drop = FastDropout(cfg.dropout)
         self.encoder = TransformerEncoder(
-            d, cfg.num_heads, cfg.num_layers, ffn_dim=cfg.ffn_dim or 2 * d, dropout=cfg.dropout,
-            attn_dropout=cfg.attn_dropout, norm_first=cfg.norm_first,
+            d,
+            cfg.num_heads,
+            cfg.num_layers,
+            ffn_dim=cfg.ffn_dim or 2 * d,
+            dropout=cfg.dropout,
+            attn_dropout=cfg.attn_dropout,
+            norm_first=cfg.norm_first,
         )
         self.scale = math.sqrt(d)
         nn.init.normal_(self.item_emb.weight, std=d**-0.5)
@@ -109,14 +118,18 @@ class SASRecNet(nn.Module):
             return self.encoder(x, causal=True)  # type: ignore[no-any-return]
         return self.encoder(x, attention_mask(items > 0, causal=True))  # type: ignore[no-any-return]
 
+    def last(self, items: Tensor) -> Tensor:
+        """Right-padded ``(B, L)`` items -> ``(B, D)`` hidden state after each row's last item (the one that
+        scores the next item); rows must hold at least one item."""
+        query = ((items > 0).sum(1) - 1).clamp_min(0)
+        return self.encoder.forward_at(self.embed(items), query)  # type: ignore[no-any-return]
+
     def scores(self, hidden: Tensor) -> Tensor:
         """``(B, D)`` -> ``(B, V + 1)`` dot products with every item embedding."""
         return hidden @ self.item_emb.weight.T
 
 
-def training_windows(
-    sequences: Sequence[np.ndarray], max_len: int, step: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+def training_windows(sequences: Sequence[np.ndarray], max_len: int, step: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Right-padded ``(R, max_len)`` inputs and next-item targets of every window of every sequence.
 
     Each sequence gives its last ``max_len + 1`` items (input = all but the last, target = shifted by one);
@@ -193,8 +206,13 @@ class SASRec(Recommender):
         self.net_ = net
         train_net: nn.Module = torch.compile(net) if c.compile else net  # type: ignore[assignment]
         item_loss = make_loss(
-            c.loss, self.num_items, num_negatives=c.num_negatives, negative_sampling=c.negative_sampling,
-            item_counts=train.item_counts(), gbce_t=c.gbce_t, chunk_size=c.ce_chunk_size,
+            c.loss,
+            self.num_items,
+            num_negatives=c.num_negatives,
+            negative_sampling=c.negative_sampling,
+            item_counts=train.item_counts(),
+            gbce_t=c.gbce_t,
+            chunk_size=c.ce_chunk_size,
         )
 
         def loss_fn(batch: tuple[Tensor, Tensor], gen: torch.Generator) -> tuple[Tensor, int]:
@@ -211,23 +229,40 @@ class SASRec(Recommender):
                 result = evaluate_interactions(self, train, valid, ks=(10,), batch_size=c.eval_batch_size)
                 return {k: v for k, v in result.summary.items() if not k.startswith("coverage")}
 
+        bf16 = native_bf16() if c.bf16 is None else c.bf16
         trainer = Trainer(
             TrainerConfig(
-                lr=c.lr, weight_decay=c.weight_decay, epochs=c.epochs, patience=c.patience,
-                eval_every=c.eval_every, warmup_steps=c.warmup_steps, cosine=c.cosine,
-                grad_clip=c.grad_clip, bf16=c.bf16,
+                lr=c.lr,
+                weight_decay=c.weight_decay,
+                epochs=c.epochs,
+                patience=c.patience,
+                eval_every=c.eval_every,
+                warmup_steps=c.warmup_steps,
+                cosine=c.cosine,
+                grad_clip=c.grad_clip,
+                bf16=bf16,
             ),
             options,
         )
         num_batches = math.ceil(len(inputs) / c.batch_size)
-        result = trainer.fit(net, self._batches(inputs, targets, lengths), loss_fn, num_batches=num_batches,
-                             validate=validate, description="sasrec")
+        result = trainer.fit(
+            net,
+            self._batches(inputs, targets, lengths),
+            loss_fn,
+            num_batches=num_batches,
+            validate=validate,
+            description="sasrec",
+        )
         net.eval()
         self.history_ = result.history
         self.train_info_ = {
-            "best_epoch": result.best_epoch, "best_metric": result.best_metric, "epochs_run": result.epochs_run,
-            "stopped_early": result.stopped_early, "train_windows": len(inputs),
+            "best_epoch": result.best_epoch,
+            "best_metric": result.best_metric,
+            "epochs_run": result.epochs_run,
+            "stopped_early": result.stopped_early,
+            "train_windows": len(inputs),
             "train_tokens": int(lengths.sum()),
+            "bf16": bf16,
         }
 
     # ------------------------------------------------------------------ inference
@@ -259,10 +294,8 @@ class SASRec(Recommender):
         for start in range(0, len(histories), bs):
             part = histories[start : start + bs]
             x = self._padded(part, left=False)
-            lengths = (x > 0).sum(1)
-            hidden = net(x)
-            last = hidden[torch.arange(len(part)), (lengths - 1).clamp_min(0)]
-            last[lengths == 0] = 0.0
+            last = net.last(x)
+            last[(x > 0).sum(1) == 0] = 0.0
             out[start : start + len(part)] = last.float().numpy()
         return out
 

@@ -93,8 +93,26 @@ class MultiHeadSelfAttention(nn.Module):
         if mask is not None and causal:
             mask = mask & torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
             causal = False
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
+        if torch.is_autocast_enabled(x.device.type):  # bf16 flash attention is slower than float32 on CPU
+            with torch.autocast(x.device.type, enabled=False):
+                y = F.scaled_dot_product_attention(
+                    q.float(), k.float(), v.float(), attn_mask=mask, dropout_p=p, is_causal=causal
+                )
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
         return self.out(y.transpose(1, 2).reshape(b, length, d))
+
+    def forward_at(self, x: Tensor, query: Tensor) -> Tensor:
+        """Output at one position per row only: ``x`` ``(B, L, D)``, ``query`` ``(B,)`` int64 positions; the query
+        at position ``t`` attends to keys ``0..t`` (causal, right-padded input). Returns ``(B, 1, D)``, equal to
+        ``forward(x, causal=True)[arange(B), query]`` at a fraction of the cost."""
+        b, length, d = x.shape
+        _, k, v = self._heads(x)
+        xq = x[torch.arange(b, device=x.device), query][:, None]  # (B, 1, D)
+        q = F.linear(xq, self.qkv.weight[:d], self.qkv.bias[:d]).view(b, 1, self.num_heads, d // self.num_heads)
+        keys = torch.arange(length, device=x.device)[None, :] <= query[:, None]  # (B, L)
+        y = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, attn_mask=keys[:, None, None, :])
+        return self.out(y.transpose(1, 2).reshape(b, 1, d))
 
     def weights(self, x: Tensor, mask: Tensor | None = None, causal: bool = False) -> Tensor:
         """Explicit ``(B, H, L, L)`` attention probabilities (the same numbers ``forward`` uses, no dropout)."""
@@ -149,6 +167,16 @@ class TransformerBlock(nn.Module):
         x = self.norm1(x + self.drop(self.attn(x, mask, causal)))
         return self.norm2(x + self.drop(self.ffn(x)))
 
+    def forward_at(self, x: Tensor, query: Tensor) -> Tensor:
+        """This block's causal output at position ``query[b]`` of each row only: ``(B, 1, D)``."""
+        rows = torch.arange(x.shape[0], device=x.device)
+        xq = x[rows, query][:, None]
+        if self.norm_first:
+            xq = xq + self.drop(self.attn.forward_at(self.norm1(x), query))
+            return xq + self.drop(self.ffn(self.norm2(xq)))
+        xq = self.norm1(xq + self.drop(self.attn.forward_at(x, query)))
+        return self.norm2(xq + self.drop(self.ffn(xq)))
+
     def attention_weights(self, x: Tensor, mask: Tensor | None = None, causal: bool = False) -> Tensor:
         """``(B, H, L, L)`` attention probabilities of this block for input ``x``."""
         return self.attn.weights(self.norm1(x) if self.norm_first else x, mask, causal)
@@ -170,6 +198,19 @@ class TransformerEncoder(nn.Module):
         for block in self.blocks:
             x = block(x, mask, causal)
         return self.final_norm(x)
+
+    def forward_at(self, x: Tensor, query: Tensor) -> Tensor:
+        """Causal output of right-padded ``x`` at position ``query[b]`` of each row: ``(B, D)``.
+
+        Every block but the last runs on all positions (later queries need their keys); the last one computes
+        only the requested query, which makes next-item inference about a block cheaper.
+        """
+        blocks = list(self.blocks)
+        for block in blocks[:-1]:
+            x = block(x, None, True)
+        last = blocks[-1]
+        assert isinstance(last, TransformerBlock)
+        return self.final_norm(last.forward_at(x, query))[:, 0]  # type: ignore[no-any-return]
 
     def attention_maps(self, x: Tensor, mask: Tensor | None = None, causal: bool = False) -> list[Tensor]:
         """Per layer, the ``(B, H, L, L)`` attention probabilities (recomputed explicitly, no dropout)."""

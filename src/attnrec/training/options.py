@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from attnrec.errors import ConfigError
+
 ProgressCallback = Callable[[str, float, float | None], None]
 """``callback(description, completed, total)``; ``total`` is ``None`` when unknown."""
 
@@ -23,6 +25,10 @@ class TrainingOptions:
         checkpoint_dir: folder for per-epoch checkpoints (neural models); ``None`` disables them.
         resume: continue from the checkpoint in ``checkpoint_dir`` when one exists.
         log: optional callback receiving one dict per epoch (history rows).
+        processes: data-parallel training processes on this machine (Linux ``fork``; gradients are averaged
+            with a gloo all-reduce after every step). Each process runs ``threads`` threads (``None``: the
+            current count divided by ``processes``). On a 2-core machine, 2 processes of 1 thread train a
+            transformer ~1.3x faster than 1 process of 2 threads. Models without a neural network ignore it.
     """
 
     seed: int = 42
@@ -32,6 +38,11 @@ class TrainingOptions:
     checkpoint_dir: Path | None = None
     resume: bool = False
     log: Callable[[dict[str, Any]], None] | None = None
+    processes: int = 1
+
+    def __post_init__(self) -> None:
+        if self.processes < 1:
+            raise ConfigError(f"the 'processes' training option must be >= 1; got {self.processes}")
 
     def report(self, description: str, completed: float, total: float | None = None) -> None:
         if self.progress is not None:

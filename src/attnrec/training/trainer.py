@@ -19,8 +19,13 @@ Checkpoint folder layout (``options.checkpoint_dir``)::
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import math
+import os
+import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +36,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from attnrec.errors import ModelFitError, PersistenceError
+from attnrec.errors import ConfigError, ModelFitError, PersistenceError
 from attnrec.io import read_json, write_json
 from attnrec.training.options import TrainingOptions
 
@@ -99,8 +104,109 @@ class TrainResult:
     seconds: float
 
 
+def native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes bfloat16 natively (x86 ``avx512_bf16`` or ``amx_bf16`` in ``/proc/cpuinfo``),
+    where bf16 matmuls run ~3x faster than float32; elsewhere bf16 is emulated and slower, so ``bf16=None``
+    settings stay off. ``cpuinfo``: the text to read instead of ``/proc/cpuinfo`` (absent: false)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+                cpuinfo = fh.read()
+        except OSError:
+            return False
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            return bool(set(line.partition(":")[2].split()) & {"avx512_bf16", "amx_bf16"})
+    return False
+
+
 def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1, dtype=np.uint64)[0] % (2**63))
+
+
+def _shard(batch: Any, rank: int, world: int) -> Any:
+    """Rows ``rank, rank + world, ...`` of every tensor of a batch (a tensor, or a tuple/list of tensors)."""
+    if isinstance(batch, Tensor):
+        return batch[rank::world]
+    if isinstance(batch, (tuple, list)) and all(isinstance(t, Tensor) for t in batch):
+        return type(batch)(t[rank::world] for t in batch)
+    raise ConfigError(
+        "data-parallel training ('processes' > 1) needs batches that are tensors or tuples of tensors "
+        f"(split by rows); got {type(batch).__name__}"
+    )
+
+
+def _rows(batch: Any) -> int:
+    return int(batch.shape[0]) if isinstance(batch, Tensor) else int(batch[0].shape[0])
+
+
+class _DataParallel:
+    """Processes forked from the caller (rank 0) that train replicas of one module on row shards of each batch.
+
+    Every replica starts from the same weights and optimizer state (inherited through ``fork``), receives the
+    same all-reduced gradient after each step and applies the same update, so the replicas never diverge and
+    rank 0's module is the trained model. The group is an object (no ``torch.distributed`` default group).
+    """
+
+    def __init__(self, world: int, timeout_seconds: float = 6 * 3600) -> None:
+        import torch.distributed as dist
+
+        if not hasattr(os, "fork"):
+            raise ConfigError(f"the 'processes' training option needs os.fork (Linux); got processes={world}")
+        self.world = world
+        self.rank = 0
+        self.folder = tempfile.mkdtemp(prefix="attnrec-dp-")
+        self.children: list[int] = []
+        for rank in range(1, world):
+            pid = os.fork()
+            if pid == 0:  # the child continues the caller's training loop as `rank`
+                self.rank, self.children = rank, []
+                break
+            self.children.append(pid)
+        store = dist.FileStore(os.path.join(self.folder, "store"), world)
+        self.group = dist.ProcessGroupGloo(store, self.rank, world, datetime.timedelta(seconds=timeout_seconds))
+
+    def all_reduce(self, tensor: Tensor) -> Tensor:
+        """Sum ``tensor`` over the processes, in place."""
+        self.group.allreduce([tensor]).wait()  # type: ignore[attr-defined]
+        return tensor
+
+    def exit_child(self, error: BaseException | None) -> None:
+        """End a child process (never returns): exit 0, or write the error for rank 0 and exit 1."""
+        code = 0
+        if error is not None:
+            code = 1
+            try:
+                with open(os.path.join(self.folder, f"rank{self.rank}.error"), "w", encoding="utf-8") as fh:
+                    fh.write("".join(traceback.format_exception_only(type(error), error)).strip())
+            except OSError:
+                pass
+        os._exit(code)
+
+    def child_errors(self) -> str:
+        texts = []
+        for rank in range(1, self.world):
+            path = os.path.join(self.folder, f"rank{rank}.error")
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8") as fh:
+                    texts.append(f"process {rank}: {fh.read()}")
+        return "; ".join(texts)
+
+    def close(self, *, kill: bool) -> list[int]:
+        """Rank 0: wait for (or kill) the children and remove the rendezvous folder; returns their exit codes."""
+        import shutil
+        import signal
+
+        codes = []
+        for pid in self.children:
+            if kill:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+            codes.append(os.waitstatus_to_exitcode(status))
+        self.children = []
+        shutil.rmtree(self.folder, ignore_errors=True)
+        return codes
 
 
 class Trainer:
@@ -150,7 +256,11 @@ class Trainer:
         return {k: v.detach().clone().contiguous() for k, v in module.state_dict().items()}
 
     def _save_checkpoint(
-        self, folder: Path, module: nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any],
+        self,
+        folder: Path,
+        module: nn.Module,
+        opt: torch.optim.Optimizer,
+        state: dict[str, Any],
         best: dict[str, Tensor] | None,
     ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -178,6 +288,52 @@ class Trainer:
             raise PersistenceError(f"{folder}: cannot resume from checkpoint ({exc})") from None
         return state, best
 
+    @staticmethod
+    def _check_finite(value: float, epoch: int, b: int, step: int) -> None:
+        if not math.isfinite(value):
+            raise ModelFitError(
+                f"training loss became {value} at epoch {epoch}, step {b + 1} "
+                f"(global step {step + 1}); lower 'lr' or enable 'grad_clip'"
+            )
+
+    def _parallel_step(
+        self,
+        dp: _DataParallel,
+        module: nn.Module,
+        params: list[nn.Parameter],
+        batch: Any,
+        loss_fn: LossFn,
+        gen: torch.Generator,
+        device: torch.device,
+    ) -> tuple[float, int]:
+        """Forward/backward this rank's shard, then all-reduce the gradients (weighted by each shard's tokens,
+        or by its row count when ``loss_fn`` reports no tokens) so every rank holds the full batch's gradient.
+        Returns the batch's loss and token count."""
+        shard = _shard(batch, dp.rank, dp.world)
+        weight, n_tok, loss_value = 0.0, 0, 0.0
+        if _rows(shard) > 0:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.config.bf16):
+                out = loss_fn(shard, gen)
+            loss, n_tok = out if isinstance(out, tuple) else (out, 0)
+            weight = float(n_tok) if isinstance(out, tuple) else float(_rows(shard))
+            if weight > 0:
+                (loss * weight).backward()
+                loss_value = float(loss.detach()) * weight
+        flat = torch.cat(
+            [p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel()) for p in params]
+            + [torch.tensor([loss_value, weight, float(n_tok)])]
+        )
+        dp.all_reduce(flat)
+        total = float(flat[-2])
+        if total <= 0:
+            total = 1.0
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad = (flat[offset : offset + n] / total).view_as(p).to(p.dtype)
+            offset += n
+        return float(flat[-3]) / total, int(flat[-1])
+
     # ------------------------------------------------------------------ the loop
     def fit(
         self,
@@ -204,8 +360,12 @@ class Trainer:
             ModelFitError: the loss became NaN or infinite (the message names epoch and step).
         """
         cfg, opts = self.config, self.options
-        if opts.threads is not None:
-            torch.set_num_threads(opts.threads)
+        world = opts.processes
+        threads = opts.threads
+        if threads is None and world > 1:
+            threads = max(1, torch.get_num_threads() // world)
+        if threads is not None:
+            torch.set_num_threads(threads)
         device = torch.device(opts.device)
         module.to(device)
         opt = self._optimizer(module)
@@ -229,80 +389,115 @@ class Trainer:
             start_epoch = int(state["epoch"]) + 1
             stopped = bool(state.get("stopped", False))
         t_begin = time.perf_counter()
-        with torch.random.fork_rng(devices=[]):
-            for epoch in range(start_epoch, cfg.epochs + 1):
-                if stopped:
-                    break
-                torch.manual_seed(_epoch_seed(opts.seed, epoch, 0))
-                gen = torch.Generator().manual_seed(_epoch_seed(opts.seed, epoch, 1))
-                module.train()
-                t0 = time.perf_counter()
-                loss_sum, n_steps, tokens = 0.0, 0, 0
-                for b, batch in enumerate(batches(epoch, gen)):
-                    lr = self.lr_at(step, total_steps)
-                    for group in opt.param_groups:
-                        group["lr"] = lr
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                        out = loss_fn(batch, gen)
-                    loss, n_tok = out if isinstance(out, tuple) else (out, 0)
-                    value = float(loss.detach())
-                    if not math.isfinite(value):
-                        raise ModelFitError(
-                            f"training loss became {value} at epoch {epoch}, step {b + 1} "
-                            f"(global step {step + 1}); lower 'lr' or enable 'grad_clip'"
-                        )
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.grad_clip is not None:
-                        torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
-                    opt.step()
-                    step += 1
-                    n_steps += 1
-                    loss_sum += value
-                    tokens += int(n_tok)
-                    opts.report(f"{description} epoch {epoch}/{cfg.epochs}", b + 1, num_batches)
-                seconds = time.perf_counter() - t0
-                row: dict[str, Any] = {
-                    "epoch": epoch,
-                    "loss": loss_sum / max(n_steps, 1),
-                    "lr": self.lr_at(max(step - 1, 0), total_steps),
-                    "seconds": seconds,
-                    "tokens_per_second": tokens / seconds if seconds > 0 else 0.0,
-                }
-                if validate is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
-                    module.eval()
-                    t_val = time.perf_counter()
-                    metrics = validate()
-                    row["valid_seconds"] = time.perf_counter() - t_val
-                    row.update({f"valid_{k}": float(v) for k, v in metrics.items()})
-                    if cfg.metric not in metrics:
-                        raise ModelFitError(
-                            f"validation returned no {cfg.metric!r} (got: {', '.join(metrics) or 'nothing'})"
-                        )
-                    value = float(metrics[cfg.metric])
-                    if best_metric is None or value > best_metric:
-                        best_metric, best_epoch, bad = float(value), epoch, 0
-                        best_weights = self._weights(module)
-                    else:
-                        bad += 1
-                        if cfg.patience > 0 and bad >= cfg.patience:
-                            stopped = True
-                history.append(row)
-                if opts.log is not None:
-                    opts.log(dict(row))
-                if folder is not None:
-                    state = {
+        dp = _DataParallel(world) if world > 1 and start_epoch <= cfg.epochs and not stopped else None
+        rank = dp.rank if dp is not None else 0
+        params = [p for p in module.parameters() if p.requires_grad]
+        try:
+            with torch.random.fork_rng(devices=[]):
+                for epoch in range(start_epoch, cfg.epochs + 1):
+                    if stopped:
+                        break
+                    # rank 0 draws exactly what a single process draws; other ranks get their own dropout
+                    # and negative-sampling streams, while every rank shuffles the batches identically
+                    torch.manual_seed(_epoch_seed(opts.seed, epoch, 0 if rank == 0 else 100 + rank))
+                    gen = torch.Generator().manual_seed(_epoch_seed(opts.seed, epoch, 1))
+                    loss_gen = (
+                        gen if rank == 0 else torch.Generator().manual_seed(_epoch_seed(opts.seed, epoch, 200 + rank))
+                    )
+                    module.train()
+                    t0 = time.perf_counter()
+                    loss_sum, n_steps, tokens = 0.0, 0, 0
+                    for b, batch in enumerate(batches(epoch, gen)):
+                        lr = self.lr_at(step, total_steps)
+                        for group in opt.param_groups:
+                            group["lr"] = lr
+                        opt.zero_grad(set_to_none=True)
+                        if dp is None:
+                            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                                out = loss_fn(batch, loss_gen)
+                            loss, n_tok = out if isinstance(out, tuple) else (out, 0)
+                            value = float(loss.detach())
+                            self._check_finite(value, epoch, b, step)
+                            loss.backward()
+                        else:
+                            value, n_tok = self._parallel_step(dp, module, params, batch, loss_fn, loss_gen, device)
+                            self._check_finite(value, epoch, b, step)
+                        if cfg.grad_clip is not None:
+                            torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
+                        opt.step()
+                        step += 1
+                        n_steps += 1
+                        loss_sum += value
+                        tokens += int(n_tok)
+                        if rank == 0:
+                            opts.report(f"{description} epoch {epoch}/{cfg.epochs}", b + 1, num_batches)
+                    seconds = time.perf_counter() - t0
+                    row: dict[str, Any] = {
                         "epoch": epoch,
-                        "step": step,
-                        "best_metric": best_metric,
-                        "best_epoch": best_epoch,
-                        "bad_epochs": bad,
-                        "stopped": stopped,
-                        "seed": opts.seed,
-                        "metric": cfg.metric,
-                        "history": history,
+                        "loss": loss_sum / max(n_steps, 1),
+                        "lr": self.lr_at(max(step - 1, 0), total_steps),
+                        "seconds": seconds,
+                        "tokens_per_second": tokens / seconds if seconds > 0 else 0.0,
                     }
-                    self._save_checkpoint(folder, module, opt, state, best_weights)
+                    due = validate is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs)
+                    if due and rank == 0:
+                        assert validate is not None
+                        module.eval()
+                        t_val = time.perf_counter()
+                        if dp is not None and threads is not None:  # the other ranks idle meanwhile: use their cores
+                            torch.set_num_threads(threads * world)
+                        metrics = validate()
+                        if dp is not None and threads is not None:
+                            torch.set_num_threads(threads)
+                        row["valid_seconds"] = time.perf_counter() - t_val
+                        row.update({f"valid_{k}": float(v) for k, v in metrics.items()})
+                        if cfg.metric not in metrics:
+                            raise ModelFitError(
+                                f"validation returned no {cfg.metric!r} (got: {', '.join(metrics) or 'nothing'})"
+                            )
+                        value = float(metrics[cfg.metric])
+                        if best_metric is None or value > best_metric:
+                            best_metric, best_epoch, bad = float(value), epoch, 0
+                            best_weights = self._weights(module)
+                        else:
+                            bad += 1
+                            if cfg.patience > 0 and bad >= cfg.patience:
+                                stopped = True
+                    if dp is not None and due:  # the other ranks wait here for rank 0's early-stopping decision
+                        stopped = bool(dp.all_reduce(torch.tensor([float(stopped)]))[0] > 0)
+                    if rank > 0:
+                        continue
+                    history.append(row)
+                    if opts.log is not None:
+                        opts.log(dict(row))
+                    if folder is not None:
+                        state = {
+                            "epoch": epoch,
+                            "step": step,
+                            "best_metric": best_metric,
+                            "best_epoch": best_epoch,
+                            "bad_epochs": bad,
+                            "stopped": stopped,
+                            "seed": opts.seed,
+                            "metric": cfg.metric,
+                            "history": history,
+                        }
+                        self._save_checkpoint(folder, module, opt, state, best_weights)
+        except BaseException as exc:
+            if dp is not None and dp.rank > 0:
+                dp.exit_child(exc)
+            if dp is not None:
+                errors = dp.child_errors()
+                dp.close(kill=True)
+                if errors and not isinstance(exc, ModelFitError):
+                    raise ModelFitError(f"data-parallel training failed: {errors}") from exc
+            raise
+        if dp is not None:
+            if dp.rank > 0:
+                dp.exit_child(None)
+            codes = dp.close(kill=False)
+            if any(codes):
+                raise ModelFitError(f"data-parallel training processes exited with codes {codes}")
         if cfg.restore_best and best_weights is not None:
             module.load_state_dict(best_weights)
         module.eval()
