@@ -77,8 +77,9 @@ def test_popularity_sampling_follows_counts_and_log_q() -> None:
     loss_fn = SampledSoftmax(3, 2000, "popularity", counts)
     draws = loss_fn.sampler.sample((2000,), torch.Generator().manual_seed(0))
     assert 0.95 < float((draws == 3).float().mean()) <= 1.0
-    torch.testing.assert_close(loss_fn.sampler.log_q(torch.tensor([3])), torch.tensor([np.log(0.98)]).float(),
-                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        loss_fn.sampler.log_q(torch.tensor([3])), torch.tensor([np.log(0.98)]).float(), atol=1e-4, rtol=0
+    )
 
 
 def test_bce_matches_explicit_formula() -> None:

@@ -32,8 +32,7 @@ LOSSES = ("ce", "sampled", "bce", "gbce")
 
 
 class ItemLoss(Protocol):
-    def __call__(self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator) -> Tensor:
-        ...
+    def __call__(self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator) -> Tensor: ...
 
 
 class _ChunkedSoftmaxCE(torch.autograd.Function):
