@@ -107,9 +107,12 @@ class MultiHeadSelfAttention(nn.Module):
         at position ``t`` attends to keys ``0..t`` (causal, right-padded input). Returns ``(B, 1, D)``, equal to
         ``forward(x, causal=True)[arange(B), query]`` at a fraction of the cost."""
         b, length, d = x.shape
-        _, k, v = self._heads(x)
+        h = self.num_heads
+        # keys and values of every position, the query of one position only (no (B, L, D) query projection)
+        kv = F.linear(x, self.qkv.weight[d:], self.qkv.bias[d:]).view(b, length, 2, h, d // h)
+        k, v = kv.permute(2, 0, 3, 1, 4)  # each (B, H, L, D/H)
         xq = x[torch.arange(b, device=x.device), query][:, None]  # (B, 1, D)
-        q = F.linear(xq, self.qkv.weight[:d], self.qkv.bias[:d]).view(b, 1, self.num_heads, d // self.num_heads)
+        q = F.linear(xq, self.qkv.weight[:d], self.qkv.bias[:d]).view(b, 1, h, d // h)
         keys = torch.arange(length, device=x.device)[None, :] <= query[:, None]  # (B, L)
         y = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, attn_mask=keys[:, None, None, :])
         return self.out(y.transpose(1, 2).reshape(b, 1, d))
