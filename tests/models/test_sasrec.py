@@ -41,7 +41,7 @@ class TestSASRec(RecommenderConformance):
 
     def make_model(self) -> SASRec:
         # dropout keeps the model from memorising exact orders on the checkerboard data
-        return SASRec(TINY, epochs=20, batch_size=8, lr=1e-2, dropout=0.2)
+        return SASRec(TINY, epochs=20, batch_size=8, lr=1e-2, dropout=0.4)
 
 
 @pytest.fixture(scope="module")
@@ -130,10 +130,13 @@ def test_attention_maps(planted: tuple[SASRec, object]) -> None:
     assert float(m[1, 0, -1, :2].sum()) == 0.0  # padding columns of the short history get no weight
 
 
-@pytest.mark.parametrize("loss", ["ce", "sampled", "bce", "gbce"])
+@pytest.mark.parametrize("loss", ["ce", "ce-exclude", "sampled", "bce", "gbce"])
 def test_each_loss_decreases_and_learns_the_planted_order(loss: str) -> None:
     data = planted_sequences(60, 20, length=8, seed=2)
-    model = SASRec(TINY, loss=loss, num_negatives=8, epochs=20, gbce_t=0.2)
+    exclude = loss == "ce-exclude"
+    model = SASRec(
+        TINY, loss=loss.removesuffix("-exclude"), exclude_window_items=exclude, num_negatives=8, epochs=20, gbce_t=0.2
+    )
     model.fit(data, options=opts())
     losses = [row["loss"] for row in model.history_]
     assert losses[-1] < 0.6 * losses[0], losses
@@ -154,6 +157,22 @@ def test_training_windows_every_position_and_sliding() -> None:
     np.testing.assert_array_equal(y, [[5, 6, 7], [10, 0, 0]])
     x, _ = training_windows([np.arange(1, 12)], 3, step=2)
     np.testing.assert_array_equal(x, [[8, 9, 10], [6, 7, 8], [4, 5, 6], [2, 3, 4]])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "step", "exclude"),
+    [
+        ({}, 3, True),
+        ({"sliding_window_step": 0, "loss": "sampled"}, 0, False),
+        ({"exclude_window_items": False}, 3, False),
+    ],
+)
+def test_default_windows_and_exclusion_are_resolved(overrides: dict[str, object], step: int, exclude: bool) -> None:
+    data = planted_sequences(10, 30, length=12, seed=0)  # 12 events, max_seq_len 3: several windows each
+    model = SASRec(TINY, max_seq_len=3, epochs=1, **overrides).fit(data, options=opts())
+    x, _ = training_windows(data.sequences()[1:], 3, step)
+    assert model.train_info_["train_windows"] == len(x) == (10 if step == 0 else 30)
+    assert model.train_info_["exclude_window_items"] is exclude
 
 
 def test_save_load_and_seeds(planted: tuple[SASRec, object], tmp_path: Path) -> None:
@@ -185,6 +204,8 @@ def test_config_errors() -> None:
         SASRec(embed_dim=10, num_heads=3)
     with pytest.raises(ConfigError, match="loss"):
         SASRec(loss="hinge")
+    with pytest.raises(ConfigError, match=r"'exclude_window_items'.*needs loss='ce'; got loss='bce'"):
+        SASRec(loss="bce", exclude_window_items=True)
 
 
 def test_fast_dropout_keeps_expectation() -> None:

@@ -40,6 +40,34 @@ def test_chunked_ce_equals_cross_entropy_and_its_gradients(chunk: int) -> None:
     assert float(gw[0].abs().sum()) == 0.0, "the padding row is never a candidate"
 
 
+@pytest.mark.parametrize("chunk", [1, 5, 512])
+def test_chunked_ce_with_exclude_is_the_softmax_over_the_remaining_items(chunk: int) -> None:
+    h, w, y = data()
+    g = torch.Generator().manual_seed(1)
+    exclude = torch.randint(0, w.shape[0], (len(y), 6), generator=g)
+    exclude[:, 0] = y  # the target is listed too: it must stay in its own softmax
+    loss = FullCrossEntropy(chunk)(h, y, w, torch.Generator(), exclude)
+    loss.backward()
+    gh, gw = h.grad.clone(), w.grad.clone()  # type: ignore[union-attr]
+    h.grad = w.grad = None
+    banned = torch.zeros(len(y), w.shape[0], dtype=torch.bool).scatter_(1, exclude, True)[:, 1:]
+    banned[torch.arange(len(y)), y - 1] = False
+    assert int(banned.sum()) > len(y)  # the draw bans several items per row
+    logits = h @ w[1:].T
+    ref = F.cross_entropy(logits.masked_fill(banned, float("-inf")), y - 1)
+    ref.backward()
+    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gh, h.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(gw, w.grad, rtol=1e-4, atol=1e-6)
+    assert float(loss.detach()) < float(F.cross_entropy(logits.detach(), y - 1)), "fewer negatives, smaller loss"
+
+
+def test_chunked_ce_rejects_an_exclude_of_the_wrong_shape() -> None:
+    h, w, y = data()
+    with pytest.raises(ValueError, match=r"exclude must have shape \(N, W\) with N = 37"):
+        FullCrossEntropy()(h, y, w, torch.Generator(), torch.zeros(5, 2, dtype=torch.int64))
+
+
 def test_chunked_ce_under_bf16_autocast_stays_close_to_float32() -> None:
     h, w, y = data(n=200, v=300, d=32)
     ref = FullCrossEntropy(64)(h, y, w, torch.Generator())

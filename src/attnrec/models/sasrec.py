@@ -52,20 +52,25 @@ class SASRecConfig(ModelConfig):
     )
     gbce_t: float = Field(0.75, ge=0, le=1, description="gSASRec calibration t (0: plain BCE, 1: full).")
     ce_chunk_size: int = Field(512, ge=1, description="Rows per block of the fused full cross-entropy.")
+    exclude_window_items: bool | None = Field(
+        None,
+        description="Loss 'ce' only: the other items of the same training window (the user's own past and "
+        "future items) are not negatives of a target (None: on with loss 'ce').",
+    )
     lr: float = Field(2e-3, gt=0, description="Peak AdamW learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (not on biases and LayerNorms).")
     batch_size: int = Field(64, ge=1, description="Training sequences per step.")
-    epochs: int = Field(40, ge=1, description="Maximum training epochs.")
+    epochs: int = Field(30, ge=1, description="Maximum training epochs.")
     patience: int = Field(0, ge=0, description="Stop after this many validations without improvement (0: off).")
     eval_every: int = Field(4, ge=1, description="Validate every this many epochs (needs validation data).")
     warmup_steps: int = Field(200, ge=0, description="Linear learning-rate warm-up steps.")
     cosine: bool = Field(True, description="Cosine learning-rate decay over all epochs after warm-up.")
     grad_clip: float | None = Field(1.0, gt=0, description="Clip the global gradient norm (None: off).")
-    sliding_window_step: int = Field(
-        0,
+    sliding_window_step: int | None = Field(
+        None,
         ge=0,
         description="Extra training windows every this many items for histories longer than "
-        "max_seq_len + 1 (0: only the most recent window).",
+        "max_seq_len + 1 (None: max_seq_len, non-overlapping windows; 0: only the most recent window).",
     )
     length_bucketing: bool = Field(
         True, description="Batch sequences of similar length (fewer padded positions; batch order shuffled)."
@@ -174,6 +179,10 @@ class SASRec(Recommender):
                 f"the 'embed_dim' parameter of SASRecConfig must be divisible by num_heads={c.num_heads}; "
                 f"got {c.embed_dim}"
             )
+        if c.exclude_window_items and c.loss != "ce":
+            raise ConfigError(
+                f"the 'exclude_window_items' parameter of SASRecConfig needs loss='ce'; got loss={c.loss!r}"
+            )
         self.net_: SASRecNet | None = None
         self.history_: list[dict[str, Any]] = []
 
@@ -197,7 +206,8 @@ class SASRec(Recommender):
 
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainingOptions) -> None:
         c = self.config
-        inputs_np, targets_np = training_windows(train.sequences()[1:], c.max_seq_len, c.sliding_window_step)
+        step = c.max_seq_len if c.sliding_window_step is None else c.sliding_window_step
+        inputs_np, targets_np = training_windows(train.sequences()[1:], c.max_seq_len, step)
         inputs, targets = torch.from_numpy(inputs_np), torch.from_numpy(targets_np)
         lengths = (inputs > 0).sum(1)
         with torch.random.fork_rng(devices=[]):
@@ -215,11 +225,19 @@ class SASRec(Recommender):
             chunk_size=c.ce_chunk_size,
         )
 
+        exclude_window = c.loss == "ce" if c.exclude_window_items is None else c.exclude_window_items
+
         def loss_fn(batch: tuple[Tensor, Tensor], gen: torch.Generator) -> tuple[Tensor, int]:
             x, y = batch
             hidden = train_net(x)
             mask = y > 0
-            return item_loss(hidden[mask], y[mask], net.item_emb.weight, gen), int(mask.sum())
+            if exclude_window:  # every item of the window: the first input, then all targets
+                window = torch.cat([x[:, :1], y], dim=1)
+                exclude = window[mask.nonzero(as_tuple=True)[0]]
+                loss = item_loss(hidden[mask], y[mask], net.item_emb.weight, gen, exclude)  # type: ignore[call-arg]
+            else:
+                loss = item_loss(hidden[mask], y[mask], net.item_emb.weight, gen)
+            return loss, int(mask.sum())
 
         validate = None
         if valid is not None and len(valid) > 0:
@@ -263,6 +281,7 @@ class SASRec(Recommender):
             "train_windows": len(inputs),
             "train_tokens": int(lengths.sum()),
             "bf16": bf16,
+            "exclude_window_items": exclude_window,
         }
 
     # ------------------------------------------------------------------ inference

@@ -7,10 +7,15 @@ Every loss is called as ``loss(hidden, targets, item_weight, generator)`` with
 * ``item_weight``: ``(V + 1, D)`` output item embeddings (row 0 = padding, never a candidate),
 * ``generator``: the ``torch.Generator`` negatives are drawn from (seeded by the trainer),
 
-and returns the mean loss over the ``N`` targets. Available (``make_loss``):
+and returns the mean loss over the ``N`` targets. The full cross-entropy also takes ``exclude``, ``(N, W)`` item
+indices (0 = none) that are not negatives of that target (the target itself always stays in its softmax).
+Available (``make_loss``):
 
 * ``"ce"``: full softmax cross-entropy over all items (SASRec+, Klenitskiy & Vasilev, RecSys 2023), computed
-  in row chunks by a fused autograd function that never stores the ``(N, V)`` logits.
+  in row chunks by a fused autograd function that never stores the ``(N, V)`` logits. With ``exclude``, the
+  softmax of each target leaves out those items: SASRec passes the other items of the same training window (the
+  user's own past and future items), as the SASRec+ variant of Klenitskiy & Vasilev whose 3,000 negatives are
+  drawn from outside the sequence.
 * ``"sampled"``: sampled softmax with ``num_negatives`` negatives shared by the batch, drawn uniformly or
   by popularity with the logQ correction (Yi et al., RecSys 2019); accidental hits are masked.
 * ``"bce"``: the original SASRec loss, binary cross-entropy with one uniform negative per position.
@@ -43,12 +48,16 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, hidden: Tensor, weight: Tensor, targets: Tensor, chunk: int, bf16: bool) -> Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx: Any, hidden: Tensor, weight: Tensor, targets: Tensor, chunk: int, bf16: bool, exclude: Tensor | None
+    ) -> Tensor:
         with torch.autocast(hidden.device.type, enabled=False):
-            return _ChunkedSoftmaxCE._forward(ctx, hidden, weight, targets, chunk, bf16)
+            return _ChunkedSoftmaxCE._forward(ctx, hidden, weight, targets, chunk, bf16, exclude)
 
     @staticmethod
-    def _forward(ctx: Any, hidden: Tensor, weight: Tensor, targets: Tensor, chunk: int, bf16: bool) -> Tensor:
+    def _forward(
+        ctx: Any, hidden: Tensor, weight: Tensor, targets: Tensor, chunk: int, bf16: bool, exclude: Tensor | None
+    ) -> Tensor:
         n = hidden.shape[0]
         dtype = torch.bfloat16 if bf16 else torch.float32
         hm = hidden.detach().to(dtype)
@@ -61,7 +70,14 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
             h = hm[start : start + chunk]
             y = targets[start : start + chunk]
             rows = torch.arange(len(y))
-            probs = torch.softmax((h @ wm.T).float(), dim=1)  # (c, V)
+            logits = (h @ wm.T).float()  # (c, V)
+            if exclude is not None:  # exclude holds item indices 1..V (0 = none); logits column = item - 1
+                banned = torch.zeros((len(y), logits.shape[1] + 1), dtype=torch.bool)
+                banned.scatter_(1, exclude[start : start + chunk], True)
+                banned = banned[:, 1:]
+                banned[rows, y] = False
+                logits.masked_fill_(banned, float("-inf"))
+            probs = torch.softmax(logits, dim=1)
             total -= probs[rows, y].clamp_min(tiny).log().double().sum()
             probs[rows, y] -= 1.0  # d loss / d logits (times n)
             pm = probs.to(dtype)
@@ -78,20 +94,37 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         grad_h, grad_w = ctx.saved_tensors
         h_dtype, w_dtype = ctx.dtypes
-        return (grad_h * grad_out).to(h_dtype), (grad_w * grad_out).to(w_dtype), None, None, None
+        return (grad_h * grad_out).to(h_dtype), (grad_w * grad_out).to(w_dtype), None, None, None, None
 
 
 class FullCrossEntropy:
-    """Softmax cross-entropy over every item (index 0 excluded). ``chunk_size`` rows per fused block."""
+    """Softmax cross-entropy over every item (index 0 excluded). ``chunk_size`` rows per fused block.
+
+    ``exclude``: optional ``(N, W)`` item indices (0 = none) left out of the softmax of each target; the target
+    itself is never left out.
+    """
 
     def __init__(self, chunk_size: int = 512) -> None:
         self.chunk_size = chunk_size
 
-    def __call__(self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator) -> Tensor:
+    def __call__(
+        self,
+        hidden: Tensor,
+        targets: Tensor,
+        item_weight: Tensor,
+        generator: torch.Generator,
+        exclude: Tensor | None = None,
+    ) -> Tensor:
         if hidden.shape[0] == 0:
             return hidden.sum() * 0.0
+        if exclude is not None and (exclude.ndim != 2 or exclude.shape[0] != hidden.shape[0]):
+            raise ValueError(
+                f"exclude must have shape (N, W) with N = {hidden.shape[0]} targets; got {tuple(exclude.shape)}"
+            )
         bf16 = torch.is_autocast_enabled(hidden.device.type)  # bf16 matmuls, float32 softmax
-        return _ChunkedSoftmaxCE.apply(hidden, item_weight[1:], targets - 1, self.chunk_size, bf16)  # type: ignore[no-any-return]
+        return _ChunkedSoftmaxCE.apply(  # type: ignore[no-any-return]
+            hidden, item_weight[1:], targets - 1, self.chunk_size, bf16, exclude
+        )
 
 
 class _NegativeSampler:
