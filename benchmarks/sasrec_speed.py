@@ -19,8 +19,17 @@ import numpy as np
 import torch
 
 from attnrec.config import coerce_value
-from attnrec.models.sasrec import SASRec, SASRecConfig, SASRecNet, training_windows
+from attnrec.models.sasrec import (
+    SASRec,
+    SASRecConfig,
+    SASRecNet,
+    next_item_loss,
+    resolved_exclude_window_items,
+    resolved_sliding_window_step,
+    training_windows,
+)
 from attnrec.training.losses import make_loss
+from attnrec.training.trainer import native_bf16
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-1m" / "ml-1m.txt"
 
@@ -48,14 +57,18 @@ def main() -> int:
     print("|---|---|---|---|")
     for text in args.config or [""]:
         cfg = SASRecConfig.create(parse(text))
-        x_np, y_np = training_windows(seqs, cfg.max_seq_len, cfg.sliding_window_step)
+        x_np, y_np = training_windows(seqs, cfg.max_seq_len, resolved_sliding_window_step(cfg))
         inputs, targets = torch.from_numpy(x_np), torch.from_numpy(y_np)
         lengths = (inputs > 0).sum(1)
         epoch_tokens = int(lengths.sum())
         torch.manual_seed(0)
         net = SASRecNet(num_items, cfg)
         train_net = torch.compile(net) if cfg.compile else net
-        loss_fn = make_loss(cfg.loss, num_items, num_negatives=cfg.num_negatives, chunk_size=cfg.ce_chunk_size)
+        item_loss = make_loss(cfg.loss, num_items, num_negatives=cfg.num_negatives, chunk_size=cfg.ce_chunk_size)
+        loss_fn = next_item_loss(
+            train_net, net.item_emb.weight, item_loss, exclude_window=resolved_exclude_window_items(cfg)
+        )
+        bf16 = native_bf16() if cfg.bf16 is None else cfg.bf16
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr)
         model = SASRec(cfg)
         batches = model._batches(inputs, targets, lengths)(1, torch.Generator().manual_seed(0))
@@ -66,14 +79,12 @@ def main() -> int:
                 tokens, start = 0, time.perf_counter()
             if step == args.steps + 2:
                 break
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-                hidden = train_net(x)
-                mask = y > 0
-                loss = loss_fn(hidden[mask], y[mask], net.item_emb.weight, gen)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss, n = loss_fn((x, y), gen)
             opt.zero_grad()
             loss.backward()
             opt.step()
-            tokens += int(mask.sum())
+            tokens += n
         rate = tokens / (time.perf_counter() - start)
         print(f"| {text or 'defaults'} | {rate:,.0f} | {epoch_tokens / rate:.0f} | |")
     return 0

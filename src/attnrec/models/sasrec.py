@@ -12,7 +12,7 @@ speed measurements: ``docs/models/sasrec.md``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -25,7 +25,7 @@ from attnrec.config import ModelConfig
 from attnrec.data.interactions import Interactions
 from attnrec.errors import ConfigError
 from attnrec.nn.transformer import FastDropout, TransformerEncoder, attention_mask, positions_from_start
-from attnrec.training.losses import make_loss
+from attnrec.training.losses import ItemLoss, make_loss
 from attnrec.training.options import TrainingOptions
 from attnrec.training.trainer import Trainer, TrainerConfig, native_bf16
 
@@ -157,6 +157,38 @@ def training_windows(sequences: Sequence[np.ndarray], max_len: int, step: int = 
     return inputs, targets
 
 
+def resolved_sliding_window_step(config: SASRecConfig) -> int:
+    """``sliding_window_step`` with None resolved (``max_seq_len``)."""
+    return config.max_seq_len if config.sliding_window_step is None else config.sliding_window_step
+
+
+def resolved_exclude_window_items(config: SASRecConfig) -> bool:
+    """``exclude_window_items`` with None resolved (on with the full cross-entropy)."""
+    return config.loss == "ce" if config.exclude_window_items is None else config.exclude_window_items
+
+
+def next_item_loss(
+    net: nn.Module, item_weight: Tensor, item_loss: ItemLoss, *, exclude_window: bool
+) -> Callable[[tuple[Tensor, Tensor], torch.Generator], tuple[Tensor, int]]:
+    """The training loss of a batch of right-padded windows ``(inputs, targets)``: ``item_loss`` at every
+    non-padding position, and the number of targets. With ``exclude_window``, each target's softmax leaves
+    out the other items of its window (the first input and every target)."""
+
+    def loss_fn(batch: tuple[Tensor, Tensor], gen: torch.Generator) -> tuple[Tensor, int]:
+        x, y = batch
+        hidden = net(x)
+        mask = y > 0
+        if exclude_window:
+            window = torch.cat([x[:, :1], y], dim=1)
+            exclude = window[mask.nonzero(as_tuple=True)[0]]
+            loss = item_loss(hidden[mask], y[mask], item_weight, gen, exclude)  # type: ignore[call-arg]
+        else:
+            loss = item_loss(hidden[mask], y[mask], item_weight, gen)
+        return loss, int(mask.sum())
+
+    return loss_fn
+
+
 class SASRec(Recommender):
     """SASRec recommender: next-item scores from the last ``max_seq_len`` items of a history.
 
@@ -206,8 +238,7 @@ class SASRec(Recommender):
 
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainingOptions) -> None:
         c = self.config
-        step = c.max_seq_len if c.sliding_window_step is None else c.sliding_window_step
-        inputs_np, targets_np = training_windows(train.sequences()[1:], c.max_seq_len, step)
+        inputs_np, targets_np = training_windows(train.sequences()[1:], c.max_seq_len, resolved_sliding_window_step(c))
         inputs, targets = torch.from_numpy(inputs_np), torch.from_numpy(targets_np)
         lengths = (inputs > 0).sum(1)
         with torch.random.fork_rng(devices=[]):
@@ -225,19 +256,8 @@ class SASRec(Recommender):
             chunk_size=c.ce_chunk_size,
         )
 
-        exclude_window = c.loss == "ce" if c.exclude_window_items is None else c.exclude_window_items
-
-        def loss_fn(batch: tuple[Tensor, Tensor], gen: torch.Generator) -> tuple[Tensor, int]:
-            x, y = batch
-            hidden = train_net(x)
-            mask = y > 0
-            if exclude_window:  # every item of the window: the first input, then all targets
-                window = torch.cat([x[:, :1], y], dim=1)
-                exclude = window[mask.nonzero(as_tuple=True)[0]]
-                loss = item_loss(hidden[mask], y[mask], net.item_emb.weight, gen, exclude)  # type: ignore[call-arg]
-            else:
-                loss = item_loss(hidden[mask], y[mask], net.item_emb.weight, gen)
-            return loss, int(mask.sum())
+        exclude_window = resolved_exclude_window_items(c)
+        loss_fn = next_item_loss(train_net, net.item_emb.weight, item_loss, exclude_window=exclude_window)
 
         validate = None
         if valid is not None and len(valid) > 0:
