@@ -62,8 +62,11 @@ def test_chunked_ce_with_exclude_is_the_softmax_over_the_remaining_items(chunk: 
     assert float(loss.detach()) < float(F.cross_entropy(logits.detach(), y - 1)), "fewer negatives, smaller loss"
 
 
-def test_chunked_ce_rejects_an_exclude_of_the_wrong_shape() -> None:
+def test_chunked_ce_rejects_an_exclude_of_the_wrong_shape_and_sampled_losses_any() -> None:
     h, w, y = data()
+    for loss in (SampledSoftmax(23, 4), BinaryCrossEntropy(23), GeneralisedBCE(23, 4)):
+        with pytest.raises(ValueError, match=f"the '{loss.name}' loss does not take 'exclude'"):
+            loss(h, y, w, torch.Generator(), torch.zeros(len(y), 2, dtype=torch.int64))
     with pytest.raises(ValueError, match=r"exclude must have shape \(N, W\) with N = 37"):
         FullCrossEntropy()(h, y, w, torch.Generator(), torch.zeros(5, 2, dtype=torch.int64))
 

@@ -181,7 +181,7 @@ def next_item_loss(
         if exclude_window:
             window = torch.cat([x[:, :1], y], dim=1)
             exclude = window[mask.nonzero(as_tuple=True)[0]]
-            loss = item_loss(hidden[mask], y[mask], item_weight, gen, exclude)  # type: ignore[call-arg]
+            loss = item_loss(hidden[mask], y[mask], item_weight, gen, exclude)
         else:
             loss = item_loss(hidden[mask], y[mask], item_weight, gen)
         return loss, int(mask.sum())

@@ -37,7 +37,19 @@ LOSSES = ("ce", "sampled", "bce", "gbce")
 
 
 class ItemLoss(Protocol):
-    def __call__(self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator) -> Tensor: ...
+    def __call__(
+        self,
+        hidden: Tensor,
+        targets: Tensor,
+        item_weight: Tensor,
+        generator: torch.Generator,
+        exclude: Tensor | None = None,
+    ) -> Tensor: ...
+
+
+def _no_exclude(loss: str, exclude: Tensor | None) -> None:
+    if exclude is not None:
+        raise ValueError(f"the {loss!r} loss does not take 'exclude' (only the full cross-entropy 'ce' does)")
 
 
 class _ChunkedSoftmaxCE(torch.autograd.Function):
@@ -158,13 +170,23 @@ class _NegativeSampler:
 class SampledSoftmax:
     """Softmax over the positive and ``num_negatives`` negatives shared by the batch (logQ-corrected)."""
 
+    name = "sampled"
+
     def __init__(
         self, num_items: int, num_negatives: int, sampling: str = "uniform", item_counts: np.ndarray | None = None
     ) -> None:
         self.sampler = _NegativeSampler(num_items, sampling, item_counts)
         self.num_negatives = num_negatives
 
-    def __call__(self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator) -> Tensor:
+    def __call__(
+        self,
+        hidden: Tensor,
+        targets: Tensor,
+        item_weight: Tensor,
+        generator: torch.Generator,
+        exclude: Tensor | None = None,
+    ) -> Tensor:
+        _no_exclude(self.name, exclude)
         negs = self.sampler.sample((self.num_negatives,), generator)  # (K,)
         pos = (hidden * item_weight[targets]).sum(-1, keepdim=True)  # (N, 1)
         neg = hidden @ item_weight[negs].T  # (N, K)
@@ -179,10 +201,20 @@ class SampledSoftmax:
 class BinaryCrossEntropy:
     """Original SASRec loss: ``-log s(pos) - log(1 - s(neg))`` with one uniform negative per position."""
 
+    name = "bce"
+
     def __init__(self, num_items: int) -> None:
         self.sampler = _NegativeSampler(num_items, "uniform", None)
 
-    def __call__(self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator) -> Tensor:
+    def __call__(
+        self,
+        hidden: Tensor,
+        targets: Tensor,
+        item_weight: Tensor,
+        generator: torch.Generator,
+        exclude: Tensor | None = None,
+    ) -> Tensor:
+        _no_exclude(self.name, exclude)
         negs = self.sampler.sample((targets.shape[0],), generator)
         pos = (hidden * item_weight[targets]).sum(-1).float()
         neg = (hidden * item_weight[negs]).sum(-1).float()
@@ -203,12 +235,22 @@ class GeneralisedBCE:
     """gBCE of gSASRec: ``-(beta * log s(pos) + sum_k log(1 - s(neg_k))) / (K + 1)``, negatives shared by the
     batch (gSASRec draws them per position; sharing keeps memory at ``N x K`` logits)."""
 
+    name = "gbce"
+
     def __init__(self, num_items: int, num_negatives: int, t: float = 0.75) -> None:
         self.sampler = _NegativeSampler(num_items, "uniform", None)
         self.num_negatives = num_negatives
         self.beta = gbce_beta(num_items, num_negatives, t)
 
-    def __call__(self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator) -> Tensor:
+    def __call__(
+        self,
+        hidden: Tensor,
+        targets: Tensor,
+        item_weight: Tensor,
+        generator: torch.Generator,
+        exclude: Tensor | None = None,
+    ) -> Tensor:
+        _no_exclude(self.name, exclude)
         negs = self.sampler.sample((self.num_negatives,), generator)
         pos = (hidden * item_weight[targets]).sum(-1).float()
         neg = (hidden @ item_weight[negs].T).float()
