@@ -124,7 +124,7 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path: Path) -> None:
         Trainer(config, opts).fit(module, batches, loss_fn, num_batches=nb, validate=validate_for(module))  # type: ignore[arg-type]
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["epoch"] == 2 and len(state["history"]) == 2
-    assert {p.name for p in tmp_path.iterdir()} >= {"state.json", "weights.safetensors", "optimizer.pt"}
+    assert {p.name for p in tmp_path.iterdir()} >= {"state.json", "weights.safetensors", "optimizer.safetensors", "optimizer.json"}
 
     module, batches, loss_fn, nb = regression_task(init_seed=99)  # fresh process: different initial weights
     opts = TrainingOptions(seed=5, threads=1, checkpoint_dir=tmp_path, resume=True)
@@ -253,3 +253,36 @@ def test_a_failing_worker_process_is_reported() -> None:
     opts = TrainingOptions(seed=0, threads=1, processes=2)
     with pytest.raises(ModelFitError, match="process 1: RuntimeError: boom in the worker"):
         Trainer(TrainerConfig(epochs=2), opts).fit(module, batches, failing, num_batches=nb)
+
+
+def test_optimizer_state_round_trips_through_safetensors_and_json(tmp_path: Path) -> None:
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from attnrec.training.trainer import optimizer_state_from_files, optimizer_state_to_files
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 3)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-2, betas=(0.9, 0.98), weight_decay=0.1)
+    for _ in range(3):
+        opt.zero_grad()
+        net(torch.randn(5, 4)).pow(2).sum().backward()
+        opt.step()
+    tensors, meta = optimizer_state_to_files(opt.state_dict())
+    save_file(tensors, str(tmp_path / "o.safetensors"))
+    (tmp_path / "o.json").write_text(json.dumps(meta))
+    restored = optimizer_state_from_files(
+        load_file(str(tmp_path / "o.safetensors")), json.loads((tmp_path / "o.json").read_text())
+    )
+    twin = torch.nn.Linear(4, 3)
+    twin.load_state_dict(net.state_dict())
+    opt2 = torch.optim.AdamW(twin.parameters(), lr=5.0)  # settings come from the files
+    opt2.load_state_dict(restored)
+    assert opt2.param_groups[0]["lr"] == 1e-2 and opt2.param_groups[0]["betas"] == (0.9, 0.98)
+    x = torch.randn(5, 4)
+    for o, m in ((opt, net), (opt2, twin)):
+        o.zero_grad()
+        m(x).pow(2).sum().backward()
+        o.step()
+    torch.testing.assert_close(twin.weight, net.weight, rtol=0, atol=0)

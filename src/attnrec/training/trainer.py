@@ -14,7 +14,8 @@ Checkpoint folder layout (``options.checkpoint_dir``)::
     state.json          epoch, global step, best metric/epoch, epochs without improvement, seed, history rows
     weights.safetensors module weights after the last finished epoch
     best.safetensors    module weights of the best validation epoch
-    optimizer.pt        AdamW state_dict (tensors and numbers only; loaded with ``weights_only=True``)
+    optimizer.safetensors  AdamW per-parameter state tensors (``state.<param>.<name>``)
+    optimizer.json      AdamW param groups and any non-tensor per-parameter state (no pickle anywhere)
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ from attnrec.training.options import TrainingOptions
 STATE_JSON = "state.json"
 WEIGHTS = "weights.safetensors"
 BEST_WEIGHTS = "best.safetensors"
-OPTIMIZER = "optimizer.pt"
+OPTIMIZER = "optimizer.safetensors"
+OPTIMIZER_JSON = "optimizer.json"
 
 BatchFn = Callable[[int, torch.Generator], Iterable[Any]]
 """``batches(epoch, generator)``: the batches of one epoch, shuffled with ``generator``."""
@@ -51,6 +53,46 @@ LossFn = Callable[[Any, torch.Generator], "Tensor | tuple[Tensor, int]"]
 """``loss_fn(batch, generator)``: scalar loss, or ``(loss, tokens)`` to report tokens per second."""
 ValidateFn = Callable[[], dict[str, float]]
 """``validate()``: validation metrics of the module in its current state (e.g. ``{"ndcg@10": 0.18}``)."""
+
+
+def _plain(value: Any) -> Any:
+    """JSON form of an optimizer setting (tensors become numbers, tuples lists)."""
+    if isinstance(value, Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def optimizer_state_to_files(state_dict: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Split an optimizer ``state_dict`` into safetensors tensors and a JSON document (no pickle)."""
+    tensors: dict[str, Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, entry in state_dict["state"].items():
+        for name, value in entry.items():
+            if isinstance(value, Tensor):
+                tensors[f"state.{pid}.{name}"] = value.detach().clone().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[name] = _plain(value)
+    groups = [{k: _plain(v) for k, v in group.items()} for group in state_dict["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def optimizer_state_from_files(tensors: dict[str, Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`optimizer_state_to_files`: an optimizer ``state_dict`` for ``load_state_dict``."""
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        _, pid, name = key.split(".", 2)
+        state.setdefault(int(pid), {})[name] = value
+    for pid, entry in meta.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(entry)
+    groups = []
+    for group in meta["param_groups"]:
+        group = dict(group)
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+        groups.append(group)
+    return {"state": state, "param_groups": groups}
 
 
 @dataclass(frozen=True)
@@ -271,9 +313,11 @@ class Trainer:
             tmp = folder / f".{BEST_WEIGHTS}.tmp"
             save_file(best, str(tmp))
             tmp.replace(folder / BEST_WEIGHTS)
+        tensors, meta = optimizer_state_to_files(opt.state_dict())
         tmp = folder / f".{OPTIMIZER}.tmp"
-        torch.save(opt.state_dict(), tmp)
+        save_file(tensors, str(tmp))
         tmp.replace(folder / OPTIMIZER)
+        write_json(folder / OPTIMIZER_JSON, meta)
         write_json(folder / STATE_JSON, state)  # written last: its presence marks a complete checkpoint
 
     def _load_checkpoint(
@@ -282,7 +326,9 @@ class Trainer:
         state = read_json(folder / STATE_JSON)
         try:
             module.load_state_dict(load_file(str(folder / WEIGHTS)))
-            opt.load_state_dict(torch.load(folder / OPTIMIZER, weights_only=True))
+            opt.load_state_dict(
+                optimizer_state_from_files(load_file(str(folder / OPTIMIZER)), read_json(folder / OPTIMIZER_JSON))
+            )
             best = load_file(str(folder / BEST_WEIGHTS)) if (folder / BEST_WEIGHTS).is_file() else None
         except (OSError, RuntimeError, ValueError, KeyError) as exc:
             raise PersistenceError(f"{folder}: cannot resume from checkpoint ({exc})") from None
