@@ -84,11 +84,11 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
             rows = torch.arange(len(y))
             logits = (h @ wm.T).float()  # (c, V)
             if exclude is not None:  # exclude holds item indices 1..V (0 = none); logits column = item - 1
-                banned = torch.zeros((len(y), logits.shape[1] + 1), dtype=torch.bool)
-                banned.scatter_(1, exclude[start : start + chunk], True)
-                banned = banned[:, 1:]
-                banned[rows, y] = False
-                logits.masked_fill_(banned, float("-inf"))
+                ex = exclude[start : start + chunk]
+                cols = torch.where(ex > 0, ex - 1, y[:, None])  # padding points at the target, restored below
+                kept = logits[rows, y]
+                logits.scatter_(1, cols, float("-inf"))
+                logits[rows, y] = kept
             probs = torch.softmax(logits, dim=1)
             total -= probs[rows, y].clamp_min(tiny).log().double().sum()
             probs[rows, y] -= 1.0  # d loss / d logits (times n)
