@@ -124,7 +124,12 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path: Path) -> None:
         Trainer(config, opts).fit(module, batches, loss_fn, num_batches=nb, validate=validate_for(module))  # type: ignore[arg-type]
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["epoch"] == 2 and len(state["history"]) == 2
-    assert {p.name for p in tmp_path.iterdir()} >= {"state.json", "weights.safetensors", "optimizer.safetensors", "optimizer.json"}
+    assert {p.name for p in tmp_path.iterdir()} >= {
+        "state.json",
+        "weights.safetensors",
+        "optimizer.safetensors",
+        "optimizer.json",
+    }
 
     module, batches, loss_fn, nb = regression_task(init_seed=99)  # fresh process: different initial weights
     opts = TrainingOptions(seed=5, threads=1, checkpoint_dir=tmp_path, resume=True)
