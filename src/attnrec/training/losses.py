@@ -47,9 +47,25 @@ class ItemLoss(Protocol):
     ) -> Tensor: ...
 
 
-def _no_exclude(loss: str, exclude: Tensor | None) -> None:
-    if exclude is not None:
-        raise ValueError(f"the {loss!r} loss does not take 'exclude' (only the full cross-entropy 'ce' does)")
+class _SampledLoss:
+    """Base of the losses with sampled negatives: they take no ``exclude`` (only the full cross-entropy does)."""
+
+    name: str
+
+    def __call__(
+        self,
+        hidden: Tensor,
+        targets: Tensor,
+        item_weight: Tensor,
+        generator: torch.Generator,
+        exclude: Tensor | None = None,
+    ) -> Tensor:
+        if exclude is not None:
+            raise ValueError(f"the {self.name!r} loss does not take 'exclude' (only the full cross-entropy 'ce' does)")
+        return self._loss(hidden, targets, item_weight, generator)
+
+    def _loss(self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator) -> Tensor:
+        raise NotImplementedError
 
 
 class _ChunkedSoftmaxCE(torch.autograd.Function):
@@ -167,7 +183,7 @@ class _NegativeSampler:
         return self.probs[items - 1].log()
 
 
-class SampledSoftmax:
+class SampledSoftmax(_SampledLoss):
     """Softmax over the positive and ``num_negatives`` negatives shared by the batch (logQ-corrected)."""
 
     name = "sampled"
@@ -178,15 +194,7 @@ class SampledSoftmax:
         self.sampler = _NegativeSampler(num_items, sampling, item_counts)
         self.num_negatives = num_negatives
 
-    def __call__(
-        self,
-        hidden: Tensor,
-        targets: Tensor,
-        item_weight: Tensor,
-        generator: torch.Generator,
-        exclude: Tensor | None = None,
-    ) -> Tensor:
-        _no_exclude(self.name, exclude)
+    def _loss(self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator) -> Tensor:
         negs = self.sampler.sample((self.num_negatives,), generator)  # (K,)
         pos = (hidden * item_weight[targets]).sum(-1, keepdim=True)  # (N, 1)
         neg = hidden @ item_weight[negs].T  # (N, K)
@@ -198,7 +206,7 @@ class SampledSoftmax:
         return -logits.log_softmax(dim=1)[:, 0].mean()
 
 
-class BinaryCrossEntropy:
+class BinaryCrossEntropy(_SampledLoss):
     """Original SASRec loss: ``-log s(pos) - log(1 - s(neg))`` with one uniform negative per position."""
 
     name = "bce"
@@ -206,15 +214,7 @@ class BinaryCrossEntropy:
     def __init__(self, num_items: int) -> None:
         self.sampler = _NegativeSampler(num_items, "uniform", None)
 
-    def __call__(
-        self,
-        hidden: Tensor,
-        targets: Tensor,
-        item_weight: Tensor,
-        generator: torch.Generator,
-        exclude: Tensor | None = None,
-    ) -> Tensor:
-        _no_exclude(self.name, exclude)
+    def _loss(self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator) -> Tensor:
         negs = self.sampler.sample((targets.shape[0],), generator)
         pos = (hidden * item_weight[targets]).sum(-1).float()
         neg = (hidden * item_weight[negs]).sum(-1).float()
@@ -231,7 +231,7 @@ def gbce_beta(num_items: int, num_negatives: int, t: float) -> float:
     return alpha * (t * (1.0 - 1.0 / alpha) + 1.0 / alpha)
 
 
-class GeneralisedBCE:
+class GeneralisedBCE(_SampledLoss):
     """gBCE of gSASRec: ``-(beta * log s(pos) + sum_k log(1 - s(neg_k))) / (K + 1)``, negatives shared by the
     batch (gSASRec draws them per position; sharing keeps memory at ``N x K`` logits)."""
 
@@ -242,15 +242,7 @@ class GeneralisedBCE:
         self.num_negatives = num_negatives
         self.beta = gbce_beta(num_items, num_negatives, t)
 
-    def __call__(
-        self,
-        hidden: Tensor,
-        targets: Tensor,
-        item_weight: Tensor,
-        generator: torch.Generator,
-        exclude: Tensor | None = None,
-    ) -> Tensor:
-        _no_exclude(self.name, exclude)
+    def _loss(self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator) -> Tensor:
         negs = self.sampler.sample((self.num_negatives,), generator)
         pos = (hidden * item_weight[targets]).sum(-1).float()
         neg = (hidden @ item_weight[negs].T).float()
