@@ -35,10 +35,9 @@ def explanation_heatmap(
     averaged) and rolled out. Bottom: item-specific weights (``rollout-grad``) of each of the top-``k``
     recommended items (rows) over the same history items (columns).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # an object-oriented Figure with its own Agg canvas: no pyplot, so the caller's backend and figures are untouched
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     if k < 1 or last < 1:
         raise ConfigError(f"k and last must be >= 1; got k={k}, last={last}")
@@ -65,9 +64,9 @@ def explanation_heatmap(
     rows = [_label(model, i, features) for i in items]
 
     fig_h = 2.0 + 0.35 * (len(top_panel) + len(rows))
-    fig, (ax1, ax2) = plt.subplots(
-        2, 1, figsize=(max(8.0, 0.45 * n_show + 4), fig_h), height_ratios=[len(top_panel), len(rows)]
-    )
+    fig = Figure(figsize=(max(8.0, 0.45 * n_show + 4), fig_h))
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.subplots(2, 1, height_ratios=[len(top_panel), len(rows)])
     im1 = ax1.imshow(top_panel, aspect="auto", cmap="viridis")
     ax1.set_yticks(range(len(top_panel)), [f"layer {i + 1}" for i in range(len(layer_rows))] + ["rollout"])
     ax1.set_xticks([])
@@ -83,5 +82,4 @@ def explanation_heatmap(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
-    plt.close(fig)
     return out

@@ -405,13 +405,31 @@ class Trainer:
         Raises:
             ModelFitError: the loss became NaN or infinite (the message names epoch and step).
         """
-        cfg, opts = self.config, self.options
+        opts = self.options
         world = opts.processes
         threads = opts.threads
         if threads is None and world > 1:
             threads = max(1, torch.get_num_threads() // world)
+        saved_threads = torch.get_num_threads()
         if threads is not None:
             torch.set_num_threads(threads)
+        try:
+            return self._fit(module, batches, loss_fn, num_batches, validate, description, threads)
+        finally:  # the library leaves the caller's thread count as it found it
+            torch.set_num_threads(saved_threads)
+
+    def _fit(
+        self,
+        module: nn.Module,
+        batches: BatchFn,
+        loss_fn: LossFn,
+        num_batches: int,
+        validate: ValidateFn | None,
+        description: str,
+        threads: int | None,
+    ) -> TrainResult:
+        cfg, opts = self.config, self.options
+        world = opts.processes
         device = torch.device(opts.device)
         module.to(device)
         opt = self._optimizer(module)
