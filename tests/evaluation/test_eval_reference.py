@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from attnrec.base import Recommender, top_k
 from attnrec.data import IdVocabulary, Interactions, leave_one_out
+from attnrec.data.synthetic import block_interactions
 from attnrec.errors import ConfigError
 from attnrec.evaluation import (
     evaluate,
@@ -20,6 +21,7 @@ from attnrec.evaluation import (
     sample_negatives,
     topk_lists,
 )
+from attnrec.registry import create_model
 
 torch.set_num_threads(1)
 INF = float("inf")
@@ -85,8 +87,8 @@ def reference_user(
     for i in range(1, n + 1):
         if candidates is not None and i not in candidates:
             continue
-        if exclude_seen and i in hist and i not in targets:
-            continue
+        if exclude_seen and i in hist:
+            continue  # every seen item is excluded, targets included (those are then unreachable misses)
         s = scores[i]
         if math.isnan(s) or s == -INF:
             continue  # unranked
@@ -182,6 +184,10 @@ def check_against_reference(
     for name, value in summary.items():
         assert res.summary[name] == pytest.approx(value, rel=1e-12, abs=1e-12), name
     assert res.num_fallback == 0
+    expected_unreachable = [len(tg[u] & hist.get(u, set())) if exclude_seen else 0 for u in users]
+    assert res.unreachable.tolist() == expected_unreachable
+    assert res.unreachable_targets == sum(expected_unreachable)
+    assert res.users_with_unreachable == sum(1 for x in expected_unreachable if x)
 
 
 # ---------------------------------------------------------------------------------------------- property tests
@@ -253,9 +259,46 @@ def test_seen_items_are_excluded_unless_keep_seen() -> None:
     assert kept["ndcg@10"] == pytest.approx(1 / math.log2(4))
 
 
-def test_a_target_in_the_history_stays_rankable() -> None:
-    r = one_user(DESC, [1, 2], [2], ks=(1,)).summary  # item 1 removed, item 2 (a target) kept
-    assert r["hr@1"] == 1.0
+def test_a_target_in_the_history_is_unreachable_and_reported() -> None:
+    # Previously a target in the history stayed rankable while the rest of the history was removed, so on
+    # repeat-consumption data the answer was the one history item left among the candidates. Now every seen item
+    # is excluded (as recommend() does when serving): the target is a miss and is counted as unreachable.
+    res = one_user(DESC, [1, 2], [2], ks=(1, 10))
+    assert res.summary["hr@1"] == 0.0 and res.summary["hr@10"] == 0.0 and res.summary["ndcg@10"] == 0.0
+    assert res.unreachable.tolist() == [1] and res.unreachable_targets == 1 and res.users_with_unreachable == 1
+    js = res.to_json()
+    assert js["unreachable_targets"] == 1 and js["users_with_unreachable"] == 1 and js["n_targets"] == 1
+    # a second, unseen target is still reachable; the unreachable one stays in recall's denominator
+    res2 = one_user(DESC, [1, 2], [2, 3], ks=(1,))
+    assert res2.summary["hr@1"] == 1.0 and res2.summary["recall@1"] == pytest.approx(0.5)
+    assert res2.unreachable_targets == 1
+    # exclude_seen=False keeps every item: nothing is unreachable
+    kept = one_user(DESC, [1, 2], [2], ks=(2,), exclude_seen=False)
+    assert kept.summary["hr@2"] == 1.0 and kept.unreachable_targets == 0
+
+
+def test_duplicated_events_do_not_inflate_the_metrics() -> None:
+    # The reported bug: the same log with every row twice scored far higher, because leave-one-out then puts
+    # the twin of each test event in the history, and it was the one history item left among the candidates.
+    once = block_interactions(40, 40, seed=3)
+    twice = once.concat(once)
+    results = []
+    for inter in (once, twice):
+        split = leave_one_out(inter)
+        model = create_model("popularity", {}).fit(split.train, split.valid)
+        results.append(evaluate(model, split, target="test", ks=(10,)))
+    r_once, r_twice = results
+    assert r_once.unreachable_targets == 0
+    assert r_twice.unreachable_targets == r_twice.n_users == r_twice.users_with_unreachable == 40
+    assert r_twice.summary["hr@10"] == 0.0 and r_twice.summary["ndcg@10"] <= r_once.summary["ndcg@10"]
+
+
+def test_sampled_protocol_applies_the_same_seen_rule() -> None:
+    # the target (item 2) is in the history: unreachable in the sampled protocol too, unless exclude_seen=False
+    res = one_user(DESC, [1, 2], [2], ks=(1,), negatives=3)
+    assert res.summary["hr@1"] == 0.0 and res.unreachable_targets == 1
+    kept = one_user(DESC, [1, 2], [2], ks=(1,), negatives=3, exclude_seen=False)
+    assert kept.summary["hr@1"] == 1.0 and kept.unreachable_targets == 0  # negatives are items 3..10: below item 2
 
 
 def test_ties_are_pessimistic() -> None:

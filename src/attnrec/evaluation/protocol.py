@@ -6,14 +6,20 @@ The rules (all in ``docs/evaluation.md``):
   items of those events; their *history* is their item sequence in ``history`` (what the model is given).
   Scores come from :meth:`Recommender.scores_with_fallback`; rows answered by the popularity fallback are counted
   (``num_fallback``) and evaluated like any other.
-* **Candidates, full protocol.** All items ``1..num_items`` (index 0 never). With ``exclude_seen`` (default) the
-  user's history items are removed from the candidates, *except* items that are also targets of that user
-  (a re-consumed item stays rankable; otherwise it could never be hit).
-* **Candidates, sampled protocol** (``negatives=N``). The targets plus ``N`` negatives drawn without replacement
-  from the items the user has neither in the history nor in the targets, uniformly or proportionally to the
-  item's event count in ``history`` (items with no events are drawn only once the others are exhausted). When
-  fewer than ``N`` such items exist, all of them are used. Draws depend only on ``(seed, user index)``, not on
-  the batch size. Labelled ``"sampled-N"`` (``"sampled-N-popularity"``).
+* **Seen items** (both protocols, as serving: ``Recommender.recommend(exclude_seen=True)``). With
+  ``exclude_seen`` (default) *every* item of the user's history is removed from the candidates, targets
+  included. A target that is also in the history is then **unreachable**: it stays in the user's targets (it
+  counts in ``recall``'s and ``ndcg``'s denominators) but can never be hit, exactly like a target scored
+  ``-inf``. Unreachable targets are counted (``unreachable``, ``unreachable_targets``,
+  ``users_with_unreachable``) so that repeat-consumption data shows up in the report instead of silently
+  inflating or deflating the metrics. With ``exclude_seen=False`` nothing is removed and nothing is unreachable.
+* **Candidates, full protocol.** All items ``1..num_items`` (index 0 never), less the seen items above.
+* **Candidates, sampled protocol** (``negatives=N``). The targets (less the unreachable ones) plus ``N``
+  negatives drawn without replacement from the items the user has neither in the history nor in the targets,
+  uniformly or proportionally to the item's event count in ``history`` (items with no events are drawn only once
+  the others are exhausted). History items are never negatives, whatever ``exclude_seen`` says (a negative is an
+  item the user did not consume). When fewer than ``N`` such items exist, all of them are used. Draws depend
+  only on ``(seed, user index)``, not on the batch size. Labelled ``"sampled-N"`` (``"sampled-N-popularity"``).
 * **Scores.** NaN scores count as ``-inf``; a candidate scored ``-inf`` is not ranked (never in a top-k list, so
   a target scored ``-inf`` is a miss).
 * **Ties are pessimistic.** A target's position is ``1 +`` the number of candidates ranked ahead of it, where
@@ -59,6 +65,9 @@ class EvaluationResult:
         num_fallback: number of evaluated users answered by the popularity fallback.
         fallback: ``(n,)`` bool, true for those users.
         n_targets: ``(n,)`` number of distinct target items of each user.
+        unreachable: ``(n,)`` number of each user's distinct targets that are also in the user's history and
+            were therefore removed from the candidates (``exclude_seen=True``); always 0 with
+            ``exclude_seen=False``. They count as misses.
     """
 
     protocol: str
@@ -69,10 +78,21 @@ class EvaluationResult:
     num_fallback: int = 0
     fallback: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     n_targets: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    unreachable: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def n_users(self) -> int:
         return len(self.users)
+
+    @property
+    def unreachable_targets(self) -> int:
+        """Number of (user, target item) pairs that could not be hit because the item is in the user's history."""
+        return int(self.unreachable.sum())
+
+    @property
+    def users_with_unreachable(self) -> int:
+        """Number of evaluated users with at least one unreachable target."""
+        return int((self.unreachable > 0).sum())
 
     def confidence_interval(self, metric: str, level: float = 0.95) -> tuple[float, float]:
         """Student-t interval of the mean of a per-user metric (``(nan, nan)`` for fewer than 2 users)."""
@@ -83,8 +103,9 @@ class EvaluationResult:
         return mean_confidence_interval(self.per_user[metric], level)
 
     def to_json(self, level: float = 0.95) -> dict[str, Any]:
-        """``{"protocol", "n_users", "num_fallback", "ks", "summary": {...}, "ci_level", "ci": {metric:
-        [low, high]}}`` (JSON-safe: NaN becomes ``None``)."""
+        """``{"protocol", "n_users", "num_fallback", "n_targets", "unreachable_targets", "users_with_unreachable",
+        "ks", "summary": {...}, "ci_level", "ci": {metric: [low, high]}}`` (JSON-safe: NaN becomes ``None``;
+        ``n_targets`` is the total number of distinct (user, target item) pairs)."""
 
         def safe(x: float) -> float | None:
             return None if math.isnan(x) else float(x)
@@ -93,6 +114,9 @@ class EvaluationResult:
             "protocol": self.protocol,
             "n_users": self.n_users,
             "num_fallback": int(self.num_fallback),
+            "n_targets": int(self.n_targets.sum()),
+            "unreachable_targets": self.unreachable_targets,
+            "users_with_unreachable": self.users_with_unreachable,
             "ks": list(self.ks),
             "summary": {k: safe(v) for k, v in self.summary.items()},
             "ci_level": level,
@@ -130,7 +154,8 @@ def evaluate_interactions(
         targets: held-out events; every user with at least one is evaluated.
         ks: cut-offs, each ``>= 1``.
         protocol: ``"full"`` or ``"sampled"`` (``"sampled-N"`` / ``"sampled-N-popularity"`` also accepted).
-        exclude_seen: remove history items (other than the user's targets) from the full-ranking candidates.
+        exclude_seen: remove every history item from the candidates, targets included (a target in the history
+            is then unreachable: a miss, counted in ``EvaluationResult.unreachable``); ``False`` keeps them.
         negatives: number of sampled negatives; giving it selects the sampled protocol.
         negative_sampling: ``"uniform"`` or ``"popularity"``.
         seed: seed of the negative sampler.
@@ -160,6 +185,7 @@ def evaluate_interactions(
     kmax = max(ks_t)
     positions_parts: list[np.ndarray] = []
     n_targets = np.zeros(len(users), dtype=np.int64)
+    unreachable = np.zeros(len(users), dtype=np.int64)
     fallback = np.zeros(len(users), dtype=bool)
     covered = {k: np.zeros(C, dtype=bool) for k in ks_t}
     per_user_parts: list[dict[str, np.ndarray]] = []
@@ -177,11 +203,12 @@ def evaluate_interactions(
         fallback[start : start + B] = fb
         t_rows, t_cols = _unique_ragged(t_off, t_items, chunk, C)
         h_rows, h_cols = _ragged(h_off, h_items, chunk)
+        if exclude_seen and len(h_rows):
+            seen_t = np.isin(t_rows * C + t_cols, h_rows * C + h_cols)
+            unreachable[start : start + B] = np.bincount(t_rows[seen_t], minlength=B)
         if negatives is None:
             if exclude_seen and len(h_rows):
-                saved = scores[t_rows, t_cols]
                 scores[h_rows, h_cols] = -np.inf
-                scores[t_rows, t_cols] = saved
         else:
             negs = sample_negatives(
                 chunk,
@@ -194,6 +221,8 @@ def evaluate_interactions(
             )
             keep = np.zeros((B, C), dtype=bool)
             keep[t_rows, t_cols] = True
+            if exclude_seen:
+                keep[h_rows, h_cols] = False  # a target in the history is unreachable, as in the full protocol
             keep[np.repeat(np.arange(B), negs.shape[1]), negs.ravel()] = True
             keep[:, 0] = False
             scores = np.where(keep, scores, np.float32(-np.inf))
@@ -227,6 +256,7 @@ def evaluate_interactions(
         num_fallback=int(fallback.sum()),
         fallback=fallback,
         n_targets=n_targets,
+        unreachable=unreachable,
     )
 
 
