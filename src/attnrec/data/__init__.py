@@ -5,9 +5,12 @@ from attnrec.data.features import FEATURE_FORMATS, ItemFeatures, load_item_featu
 from attnrec.data.interactions import Interactions
 from attnrec.data.loaders import FORMATS, detect_format, load_interactions, read_interactions
 from attnrec.data.split import (
+    FilterReport,
+    PartCounts,
     Split,
     filter_interactions,
     leave_one_out,
+    prepare_split,
     ratio_split,
     split_interactions,
     temporal_split,
@@ -19,9 +22,11 @@ __all__ = [
     "FORMATS",
     "MOVIELENS",
     "PAD",
+    "FilterReport",
     "IdVocabulary",
     "Interactions",
     "ItemFeatures",
+    "PartCounts",
     "Split",
     "detect_format",
     "download_movielens",
@@ -29,6 +34,7 @@ __all__ = [
     "leave_one_out",
     "load_interactions",
     "load_item_features",
+    "prepare_split",
     "ratio_split",
     "read_interactions",
     "split_interactions",

@@ -10,11 +10,26 @@ Rules (also in ``docs/data.md``):
   form the test set and the ``valid_frac`` before them the validation set. Needs timestamps.
 * ``ratio``: per user, the last ``round(n * test_frac)`` events (at least one when ``n >= 2``) are test, the
   ``round(n * valid_frac)`` before them validation; a user always keeps at least one training event.
+
+Filtering with a split (:func:`prepare_split`, what ``attnrec train`` does):
+
+* ``leave-one-out`` and ``ratio`` split each user's own sequence, so the filters (rating threshold, iterated
+  k-core) run on the whole log first and the split follows: the published convention (SASRec's ML-1M
+  preprocessing applies the 5-core to the full log before leave-one-out).
+* ``temporal`` must not let the future decide who survives. The two global cuts are found on the whole log as
+  loaded (a cut is a point in time; the fractions count raw events). Then the rating threshold and the iterated
+  k-core run on the **training events only**, and the vocabularies are those of the filtered training part (the
+  model's catalogue, the item count and coverage never include items that appear only later). Validation and
+  test events keep the rating threshold and are kept only when their user *and* item survived in training:
+  an item never seen in training cannot be recommended by a trained model, and a user without training events
+  (cold) is dropped, not answered by the popularity fallback, so a temporal evaluation measures warm users only.
+  What was removed is reported per part in :class:`FilterReport`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +38,119 @@ from attnrec.data.vocab import IdVocabulary
 from attnrec.errors import ConfigError, DataError
 
 SPLITS = ("leave-one-out", "temporal", "ratio")
+
+
+@dataclass(frozen=True)
+class PartCounts:
+    """Events, distinct users and distinct items of one part of the data before and after filtering.
+
+    ``cold_user_events`` and ``new_item_events`` (validation and test of a temporal split only, else 0): events
+    removed because their user has no training event left (cold user), resp. because their user is known but
+    their item has no training event left (an item the model cannot recommend). The rest of ``events_removed``
+    is the rating threshold (and, for ``train`` / ``log``, the k-core).
+    """
+
+    events_before: int
+    events_after: int
+    users_before: int
+    users_after: int
+    items_before: int
+    items_after: int
+    cold_user_events: int = 0
+    new_item_events: int = 0
+
+    @classmethod
+    def of(
+        cls, before: Interactions, after: Interactions, *, cold_user_events: int = 0, new_item_events: int = 0
+    ) -> PartCounts:
+        return cls(
+            len(before),
+            len(after),
+            _n_distinct(before.user_idx),
+            _n_distinct(after.user_idx),
+            _n_distinct(before.item_idx),
+            _n_distinct(after.item_idx),
+            cold_user_events,
+            new_item_events,
+        )
+
+    @property
+    def events_removed(self) -> int:
+        return self.events_before - self.events_after
+
+    @property
+    def users_removed(self) -> int:
+        return self.users_before - self.users_after
+
+    @property
+    def items_removed(self) -> int:
+        return self.items_before - self.items_after
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "events_before": self.events_before,
+            "events_after": self.events_after,
+            "users_before": self.users_before,
+            "users_after": self.users_after,
+            "items_before": self.items_before,
+            "items_after": self.items_after,
+            "cold_user_events": self.cold_user_events,
+            "new_item_events": self.new_item_events,
+        }
+
+
+@dataclass(frozen=True)
+class FilterReport:
+    """What :func:`prepare_split` removed.
+
+    Attributes:
+        method: the split name.
+        filtered_on: ``"log"`` (whole log, before a per-user split) or ``"train"`` (training part of a temporal
+            split; validation and test are then restricted to the users and items that survived there).
+        parts: ``{"log": ...}`` for ``filtered_on="log"``; ``{"train", "valid", "test"}`` for ``"train"``.
+            Users/items are distinct ids with at least one event in that part.
+        min_user_interactions, min_item_interactions, min_rating: the thresholds applied.
+    """
+
+    method: str
+    filtered_on: str
+    parts: dict[str, PartCounts]
+    min_user_interactions: int = 0
+    min_item_interactions: int = 0
+    min_rating: float | None = None
+
+    @property
+    def events_removed(self) -> int:
+        return sum(p.events_removed for p in self.parts.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "filtered_on": self.filtered_on,
+            "min_user_interactions": self.min_user_interactions,
+            "min_item_interactions": self.min_item_interactions,
+            "min_rating": self.min_rating,
+            "events_removed": self.events_removed,
+            "parts": {name: part.to_json() for name, part in self.parts.items()},
+        }
+
+    def lines(self) -> list[str]:
+        """Human-readable summary, one line per part (for the CLI), e.g.
+        ``"train: 80,000 -> 75,112 events, 900 -> 851 users, 3,000 -> 2,410 items"``; validation and test lines
+        of a temporal split add how many events went with cold users and with items unseen in training."""
+        out = []
+        for name, p in self.parts.items():
+            line = (
+                f"{name}: {p.events_before:,} -> {p.events_after:,} events, {p.users_before:,} -> {p.users_after:,} "
+                f"users, {p.items_before:,} -> {p.items_after:,} items"
+            )
+            if p.cold_user_events or p.new_item_events:
+                line += (
+                    f" (removed: {p.cold_user_events:,} events of users without training events, "
+                    f"{p.new_item_events:,} of items without training events)"
+                )
+            out.append(line)
+        return out
 
 
 @dataclass(frozen=True)
@@ -173,6 +301,92 @@ def ratio_split(inter: Interactions, *, test_frac: float = 0.2, valid_frac: floa
     valid = (pos >= n - n_test - n_valid) & ~test
     train = ~(test | valid)
     return Split("ratio", inter.subset(train), inter.subset(valid), inter.subset(test))
+
+
+def prepare_split(
+    inter: Interactions,
+    method: str = "leave-one-out",
+    *,
+    test_frac: float | None = None,
+    valid_frac: float | None = None,
+    min_user_interactions: int = 0,
+    min_item_interactions: int = 0,
+    min_rating: float | None = None,
+) -> tuple[Split, FilterReport]:
+    """Filter and split ``inter`` without letting a temporal split's future decide what survives.
+
+    ``leave-one-out`` / ``ratio``: :func:`filter_interactions` on the whole log, then the split.
+    ``temporal``: the global cuts on the whole log, then the filters on the training events only; validation and
+    test keep the rating threshold and only the users and items that survived in training; every part uses the
+    training part's (compact) vocabularies. Rules: module docstring.
+
+    Args:
+        inter: the whole log.
+        method: ``"leave-one-out"``, ``"temporal"`` or ``"ratio"``.
+        test_frac, valid_frac: fractions of ``temporal`` / ``ratio`` (``None``: that split's default); not used by
+            ``leave-one-out``.
+        min_user_interactions, min_item_interactions: iterated k-core thresholds (``0``: off).
+        min_rating: keep only events rated ``>= min_rating`` (needs ratings).
+
+    Returns:
+        ``(split, report)``: the split and what the filters removed (:class:`FilterReport`).
+
+    Raises:
+        ConfigError: unknown method, bad fractions or thresholds, ``min_rating`` without ratings, ``temporal``
+            without timestamps.
+        DataError: nothing left after filtering (for ``temporal``: in the training part).
+    """
+    if method not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}; got {method!r}")
+
+    def filtered(part: Interactions) -> Interactions:
+        return filter_interactions(
+            part,
+            min_user_interactions=min_user_interactions,
+            min_item_interactions=min_item_interactions,
+            min_rating=min_rating,
+        )
+
+    def report(filtered_on: str, parts: dict[str, PartCounts]) -> FilterReport:
+        return FilterReport(method, filtered_on, parts, min_user_interactions, min_item_interactions, min_rating)
+
+    fracs = {k: v for k, v in (("test_frac", test_frac), ("valid_frac", valid_frac)) if v is not None}
+    if method != "temporal":
+        log = filtered(inter) if min_user_interactions or min_item_interactions or min_rating is not None else inter
+        split = split_interactions(log, method, **fracs)
+        return split, report("log", {"log": PartCounts.of(inter, log)})
+
+    raw = temporal_split(inter, **fracs)
+    try:
+        train = filtered(raw.train)
+    except DataError:
+        raise DataError(
+            f"no training events left in the temporal split after filtering (training part: {len(raw.train)} "
+            f"events; min_user_interactions={min_user_interactions}, min_item_interactions={min_item_interactions}, "
+            f"min_rating={min_rating})"
+        ) from None
+
+    def restrict(part: Interactions) -> tuple[Interactions, PartCounts]:
+        rated = part if min_rating is None or part.rating is None else part.subset(part.rating >= min_rating)
+        known_user = train.users.indices(rated.users.ids(rated.user_idx)) > 0
+        known_item = train.items.indices(rated.items.ids(rated.item_idx)) > 0
+        out = rated.with_vocabularies(train.users, train.items)
+        counts = PartCounts.of(
+            part,
+            out,
+            cold_user_events=int((~known_user).sum()),
+            new_item_events=int((known_user & ~known_item).sum()),
+        )
+        return out, counts
+
+    valid, valid_counts = restrict(raw.valid)
+    test, test_counts = restrict(raw.test)
+    parts = {"train": PartCounts.of(raw.train, train), "valid": valid_counts, "test": test_counts}
+    return Split("temporal", train, valid, test), report("train", parts)
+
+
+def _n_distinct(idx: np.ndarray) -> int:
+    return len(np.unique(idx))
 
 
 def split_interactions(inter: Interactions, method: str = "leave-one-out", **kwargs: float) -> Split:
