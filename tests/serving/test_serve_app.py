@@ -3,6 +3,7 @@ anonymous recommendations, explanations and titles."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,51 @@ def test_ready_is_503_until_the_model_is_loaded(make_client: Any, knn_run: Path,
         threading.Event().wait(0.02)
     assert client.get("/ready").status_code == 200
     assert top_items(client.get("/users/x/recommendations?k=1")) == ["i3"]
+
+
+def _serving_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name.startswith("attnrec")]
+
+
+def test_ready_polling_logs_each_state_change_once_and_no_warning(
+    make_client: Any, knn_run: Path, store_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    gate = threading.Event()
+    settings = ServeSettings(run_dir=knn_run, load_in_background=True)
+    service = RecommendationService(settings, holder=GatedHolder(knn_run, gate), store_factory=store_factory)
+    client = make_client(service=service, load_in_background=True)
+    polls = [client.get("/ready") for _ in range(5)]
+    assert [p.status_code for p in polls] == [503] * 5
+    assert polls[0].json()["detail"] == "model loading (not loaded yet)"
+    records = _serving_records(caplog)
+    assert [r for r in records if r.levelno >= logging.WARNING] == []  # polling while loading is normal
+    loading = [r for r in records if "model loading" in r.getMessage()]
+    assert [(r.levelno, r.getMessage()) for r in loading] == [
+        (logging.INFO, "not ready: model loading (not loaded yet)")
+    ]
+    gate.set()
+    for _ in range(200):
+        if client.get("/ready").status_code == 200:
+            break
+        threading.Event().wait(0.02)
+    version = client.get("/ready").json()["model_version"]
+    client.get("/ready")
+    records = _serving_records(caplog)
+    assert [r.getMessage() for r in records if r.getMessage().startswith("ready:")] == [f"ready: serving {version}"]
+    assert [r for r in records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_store_outage_is_one_warning_however_often_ready_is_polled(
+    make_client: Any, knn_run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    settings = ServeSettings(run_dir=knn_run, load_in_background=False)
+    service = RecommendationService(settings, store_factory=lambda: DeadStore(tmp_path / "dead.sqlite3"))
+    client = make_client(service=service)
+    assert [client.get("/ready").status_code for _ in range(4)] == [503] * 4
+    warnings = [r.getMessage() for r in _serving_records(caplog) if r.levelno == logging.WARNING]
+    assert warnings == ["not ready: event store unavailable: store down (test)"]
 
 
 class DeadStore(SQLiteStore):
@@ -271,3 +317,40 @@ def test_cache_serves_repeats_and_never_a_stale_list(client: TestClient, store_f
     after = client.get("/users/c1/recommendations?k=2").json()
     assert after["fallback"] is None and after["items"][0]["item_id"] == "i9"
     assert client.get("/users/c1/recommendations?k=3").json()["items"][:2] == after["items"]  # k is in the key
+
+
+# ------------------------------------------------------------------ fallback labels (popularity vs model)
+def test_every_list_is_all_model_scores_or_all_popularity_and_says_which(client: TestClient, knn_run: Path) -> None:
+    """Oracle check over every way a list is made: a list labelled ``fallback: null`` holds exactly the model's
+    scores for the live history, a list labelled ``"popularity"`` exactly the popularity counts; no list mixes."""
+    model = Recommender.load(knn_run)
+    assert model.items_ is not None and model.users_ is not None and model.popularity_ is not None
+    post_events(client, {"user_id": "fresh", "item_id": "i4"})  # unknown user, known item
+    post_events(client, {"user_id": "odd", "item_id": "not-in-the-model"})  # unknown user, unknown item only
+    answers: list[tuple[dict[str, Any], list[str], str]] = []  # (answer, history item ids, user id)
+    for user in ("u1_0", "nobody", "fresh", "odd"):
+        history = client.get(f"/users/{user}/history").json()["items"]
+        answers.append((client.get(f"/users/{user}/recommendations?k=10").json(), history, user))
+    batch = client.post("/recommendations", json={"users": ["u2_1", "nobody", "fresh"], "k": 10}).json()
+    for result in batch["results"]:
+        answers.append((result, client.get(f"/users/{result['user_id']}/history").json()["items"], result["user_id"]))
+    for history in ([], ["i6"], ["unknown-item"]):
+        anon = client.post("/recommendations", json={"history": history, "k": 10}).json()["results"][0]
+        answers.append((anon, history, ""))
+    labels = []
+    for answer, history, user in answers:
+        hist = model.items_.indices(history, unknown="drop")
+        uidx = np.asarray([model.users_.get(user) if user else 0], dtype=np.int64)
+        if answer["fallback"] == "popularity":
+            expected = model.popularity_
+        else:
+            assert answer["fallback"] is None
+            expected = model.score_indices(uidx, [hist])[0]
+        got = {i["item_id"]: i["score"] for i in answer["items"]}
+        want = {item: float(expected[model.items_.get(item)]) for item in got}
+        assert got == pytest.approx(want), (user, history, answer)
+        assert not set(got) & set(history)  # seen items never come back, whichever source
+        labels.append(answer["fallback"])
+    # the cases cover both labels: known user, unknown user with a known event, anonymous [i6] personalise;
+    # nobody, an unknown user whose only event is an unknown item, and empty/unknown-only histories fall back
+    assert labels == [None, "popularity"] * 5

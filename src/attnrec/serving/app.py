@@ -2,7 +2,9 @@
 
 Endpoints (shapes in CONTRACTS.md and ``docs/serving.md``): ``GET /health``, ``GET /ready``, ``POST /events``,
 ``GET /users/{user_id}/history``, ``GET /users/{user_id}/recommendations``, ``POST /recommendations``,
-``POST /admin/reload``, ``GET /metrics`` and the OpenAPI schema at ``/openapi.json`` (``/docs``).
+``POST /admin/reload``, ``GET /metrics`` and the OpenAPI schema at ``/openapi.json`` with its browsers ``/docs``
+(Swagger UI) and ``/redoc``, whose JavaScript and CSS are served from ``/docs-assets`` (files shipped by the
+``fastapi-offline`` package), so the pages work without internet access.
 """
 
 from __future__ import annotations
@@ -10,23 +12,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from pydantic import AfterValidator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from attnrec import __version__
+from attnrec.errors import ConfigError
 from attnrec.serving.auth import ApiKey, RateLimiter, extract_key, find_key, retry_after_header
 from attnrec.serving.holder import LoadedModel, ModelLoadError
 from attnrec.serving.middleware import BodyLimitMiddleware, MetricsMiddleware
 from attnrec.serving.schemas import (
+    ID_DESCRIPTION,
     MAX_ID_LENGTH,
     MAX_K,
     BatchRequest,
@@ -51,9 +60,13 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-K
 
 UserId = Annotated[
     str,
-    Path(min_length=1, max_length=MAX_ID_LENGTH, description="1-256 printable characters."),
+    Path(min_length=1, max_length=MAX_ID_LENGTH, description=ID_DESCRIPTION),
     AfterValidator(_printable),
 ]
+"""The path's ``{user_id}``: the rules of :data:`attnrec.serving.schemas.Id` (length bounds and validator)."""
+
+DOCS_ASSETS_URL = "/docs-assets"
+DOCS_ASSET_FILES = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or invalid API key (when keys are configured)."},
@@ -63,6 +76,41 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     429: {"description": "Rate limit exceeded; see `Retry-After`."},
     503: {"description": "Model not loaded yet or event store unavailable; see `Retry-After`."},
 }
+
+
+class IdRoute(APIRoute):
+    """An :class:`APIRoute` whose path parameters match every character, line breaks included.
+
+    Starlette compiles ``{user_id:path}`` to ``.*`` without ``re.DOTALL`` and ends the pattern with ``$``, so
+    ``/users/a%0Ab/recommendations`` (a newline in the id) matched no route and got 404 before the id validator
+    could answer 422. Recompiled with ``re.DOTALL`` and anchored with ``\\Z``, the route matches and the id is
+    refused by the same rule as in request bodies.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        pattern = self.path_regex.pattern
+        pattern = pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern
+        self.path_regex = re.compile(pattern, re.DOTALL)
+
+
+def docs_assets_dir() -> FilePath:
+    """The folder of Swagger UI and ReDoc files that the ``fastapi-offline`` package ships (``serve`` extra).
+
+    Raises :class:`~attnrec.errors.ConfigError` when the package or one of :data:`DOCS_ASSET_FILES` is missing.
+    """
+    try:
+        import fastapi_offline
+    except ImportError:
+        raise ConfigError(
+            "the /docs and /redoc pages need the 'fastapi-offline' package (pip install 'attnrec[serve]'); "
+            "it is not installed"
+        ) from None
+    folder = FilePath(fastapi_offline.__file__).parent / "static"
+    missing = [name for name in DOCS_ASSET_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ConfigError(f"{folder}: the docs assets {', '.join(missing)} are missing (reinstall fastapi-offline)")
+    return folder
 
 
 class ApiError(Exception):
@@ -127,12 +175,42 @@ def require(role: str) -> Callable[..., Awaitable[ApiKey | None]]:
     return authorize
 
 
+_SHOWN_CHARS = 40
+
+
+def _field_name(loc: list[int | str]) -> str:
+    """``["body", "events", 1, "user_id"]`` -> ``events[1].user_id``; ``["path", "user_id"]`` -> ``user_id``;
+    ``["body"]`` -> ``request body``."""
+    name = ""
+    for part in loc[1:]:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else part)
+    return name or ("request body" if loc == ["body"] else "request")
+
+
+def _shown(value: Any) -> str | None:
+    """A short, escaped rendering of a scalar input (``'a\\nb'``, ``1001``); None for objects and lists."""
+    if isinstance(value, str):
+        if len(value) > _SHOWN_CHARS:
+            return f"{value[:_SHOWN_CHARS]!r}... ({len(value)} characters)"
+        return repr(value)
+    if value is None or isinstance(value, bool | int | float):
+        return repr(value)
+    return None
+
+
 def _clean_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """One entry per field: ``loc``, ``type`` and a one-line ``msg`` naming the field, the rule and the value
+    received (``"user_id must not contain control characters ...; got 'a\\nb'"``; long strings are cut)."""
     out = []
     for err in exc.errors():
         loc = [p if isinstance(p, int | str) else str(p) for p in err.get("loc", ())]
-        msg = str(err.get("msg", "invalid value"))
-        out.append({"loc": loc, "msg": msg, "type": str(err.get("type", "value_error"))})
+        kind = str(err.get("type", "value_error"))
+        rule = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        msg = f"{_field_name(loc)}{' ' if rule.startswith('must ') else ': '}{rule}"
+        shown = _shown(err["input"]) if "input" in err and kind != "missing" else None
+        if shown is not None:
+            msg += f"; got {shown}"
+        out.append({"loc": loc, "msg": msg, "type": kind})
     return out
 
 
@@ -162,6 +240,40 @@ def _install_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - a bug
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal error"}, status_code=500)
+
+
+def _install_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` with their JavaScript, CSS and icon served by the app itself.
+
+    Like ``/openapi.json`` they need no API key (they show the schema only; every call made from them carries
+    its own key). Nothing is loaded from another host, so the pages work offline.
+    """
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=docs_assets_dir()), name="docs-assets")
+    openapi_url = app.openapi_url or "/openapi.json"
+
+    @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = str(request.scope.get("root_path", "")).rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png",
+            oauth2_redirect_url=None,  # API keys only, no OAuth2 flow
+            swagger_ui_parameters=app.swagger_ui_parameters,
+        )
+
+    @app.get("/redoc", include_in_schema=False, response_class=HTMLResponse)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = str(request.scope.get("root_path", "")).rstrip("/")
+        return get_redoc_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{DOCS_ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 def create_app(settings: ServeSettings, *, service: RecommendationService | None = None) -> FastAPI:
@@ -199,7 +311,10 @@ def create_app(settings: ServeSettings, *, service: RecommendationService | None
         version=__version__,
         description="Events in, fresh recommendations (with reasons) out. See docs/serving.md.",
         lifespan=lifespan,
+        docs_url=None,  # served below from the package's files, not from a CDN
+        redoc_url=None,
     )
+    app.router.route_class = IdRoute
     app.state.service = service
     app.state.limiter = RateLimiter(settings.rate_limit, settings.rate_burst) if settings.rate_limit else None
     # last added = outermost: metrics see every answer, including 413s
@@ -208,6 +323,7 @@ def create_app(settings: ServeSettings, *, service: RecommendationService | None
     _install_handlers(app)
 
     read, write, admin = Depends(require("read")), Depends(require("write")), Depends(require("admin"))
+    _install_docs(app)
 
     @app.get("/health", response_model=StatusResponse, tags=["operations"])
     def health() -> StatusResponse:
@@ -225,7 +341,7 @@ def create_app(settings: ServeSettings, *, service: RecommendationService | None
         ok, version, reason = service.ready()
         if ok:
             return StatusResponse(status="ready", model_version=version)
-        log.warning("not ready: %s", reason)
+        # not logged here: polling while the model loads is normal; service.ready() logs each state change once
         return JSONResponse(
             StatusResponse(status="not ready", model_version=version, detail=reason).model_dump(),
             status_code=503,

@@ -102,7 +102,11 @@ _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"
 
 
 class MetricsMiddleware:
-    """Count requests and time them per route template (``/users/{user_id}/history``, never the raw path)."""
+    """Count requests and time them per route template (``/users/{user_id}/history``, never the raw path).
+
+    Requests served by a mounted app (the ``/docs-assets`` files) are labelled with the mount's prefix, which the
+    router appends to ``root_path``; requests that match nothing are ``unmatched``.
+    """
 
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
@@ -114,6 +118,7 @@ class MetricsMiddleware:
             return
         start = time.perf_counter()
         status = 500
+        root_path = str(scope.get("root_path", ""))
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -125,7 +130,9 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
-            label = getattr(route, "path", None) or "unmatched"
+            mounted = str(scope.get("root_path", ""))
+            mount = mounted[len(root_path) :] if mounted != root_path and mounted.startswith(root_path) else None
+            label = getattr(route, "path", None) or mount or "unmatched"
             method = scope.get("method", "")
             method = method if method in _METHODS else "OTHER"  # bounded label values
             self.metrics.requests.labels(method=method, route=label, status=str(status)).inc()

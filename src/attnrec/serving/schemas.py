@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -29,17 +30,28 @@ MAX_TS = 253_402_300_799
 
 
 def _printable(value: str) -> str:
-    if not value.isprintable():
-        raise ValueError("must contain only printable characters (no control characters, tabs or newlines)")
-    return value
+    """The id rule's character part: every character printable (``str.isprintable``).
 
+    The message names the first offending character by code point and position; the caller (the 422 handler)
+    adds the field name and the value received.
+    """
+    if value.isprintable():
+        return value
+    pos, char = next((n, c) for n, c in enumerate(value) if not c.isprintable())
+    rule = "must not contain control characters" if unicodedata.category(char) == "Cc" else "must be printable"
+    raise ValueError(f"{rule}; found U+{ord(char):04X} at position {pos}")
+
+
+ID_DESCRIPTION = f"1-{MAX_ID_LENGTH} printable characters (no control characters, tabs or newlines)."
 
 Id = Annotated[
     str,
     StringConstraints(min_length=1, max_length=MAX_ID_LENGTH),
     AfterValidator(_printable),
-    Field(description=f"1-{MAX_ID_LENGTH} printable characters."),
+    Field(description=ID_DESCRIPTION),
 ]
+"""A user, item or event id wherever it enters: request bodies here, the path's ``{user_id}`` in ``app.py``
+(same length bounds, same validator)."""
 
 
 def _timestamp(value: Any) -> float | None:

@@ -105,6 +105,8 @@ class RecommendationService:
         self._store_lock = threading.Lock()
         self.store_error: str | None = None
         self.cache = ResultCache(settings.cache_size)
+        self._readiness: tuple[bool, str] | None = None  # last state /ready reported (logged on change only)
+        self._readiness_lock = threading.Lock()
 
     # ------------------------------------------------------------------ resources
     @property
@@ -157,15 +159,31 @@ class RecommendationService:
             self.reload(run_dir)
 
     def ready(self) -> tuple[bool, str | None, str]:
-        """``(ready, model_version, reason)``."""
+        """``(ready, model_version, reason)``.
+
+        Readiness probes poll this, so it logs only when the state changes: INFO ``not ready: model loading
+        (not loaded yet)`` once, INFO ``ready: serving VERSION`` once; a failed load or a store outage is a
+        WARNING, also once per change.
+        """
         loaded = self.holder.current
         try:
             self.store.ping()
         except StoreUnavailableError as exc:
-            return False, loaded.version if loaded else None, str(exc)
+            return self._note_readiness(False, loaded.version if loaded else None, f"event store unavailable: {exc}")
         if loaded is None:
-            return False, None, "model not loaded" + (f": {self.holder.last_error}" if self.holder.last_error else "")
-        return True, loaded.version, "ready"
+            error = self.holder.last_error
+            reason = f"model not loaded: {error}" if error else "model loading (not loaded yet)"
+            return self._note_readiness(False, None, reason)
+        return self._note_readiness(True, loaded.version, "ready")
+
+    def _note_readiness(self, ok: bool, version: str | None, reason: str) -> tuple[bool, str | None, str]:
+        state = (ok, f"serving {version}" if ok else reason)
+        with self._readiness_lock:
+            changed, self._readiness = state != self._readiness, state
+        if changed:
+            quiet = ok or reason.startswith("model loading")
+            log.log(logging.INFO if quiet else logging.WARNING, "%s: %s", "ready" if ok else "not ready", state[1])
+        return ok, version, reason
 
     # ------------------------------------------------------------------ events
     def add_events(self, events: Sequence[EventIn]) -> EventsResponse:
