@@ -242,3 +242,59 @@ def test_beauty_item2attributes_cover_the_log() -> None:
     assert len(f.attributes) == 12_101 and set(f.attributes) == set(items.all_ids)
     mat, names = f.attribute_matrix(items)
     assert mat.shape == (12_102, 637) and len(names) == 637
+
+
+# ------------------------------------------------------------------------------------- id column, separator
+def test_table_id_column_follows_the_log_item_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "items.csv", "sku,title,genre\ns1,Shoe,wear|sport\ns2,Hat,wear\n")
+    features = load_item_features(path, log_item_col="sku")
+    assert features.titles == {"s1": "Shoe", "s2": "Hat"}
+    assert features.attributes == {"s1": ["genre=wear", "genre=sport"], "s2": ["genre=wear"]}
+    assert features.fields == ["genre"]
+    # without the log's column name, the error suggests the flag
+    message = error_of(path)
+    assert "missing required column 'item_id' (found: 'sku', 'title', 'genre')" in message
+    assert "did you mean --items-id-col 'sku' (id_col=...)?" in message
+
+
+def test_explicit_id_column_wins_and_item_id_becomes_an_attribute(tmp_path: Path) -> None:
+    path = write(tmp_path, "items.csv", "code,item_id,title\nc1,42,A\nc2,43,B\n")
+    features = load_item_features(path, id_col="code", log_item_col="item_id")
+    assert features.titles == {"c1": "A", "c2": "B"}
+    assert features.attributes == {"c1": ["item_id=42"], "c2": ["item_id=43"]}
+    message = error_of(path, id_col="sku")
+    assert (
+        "column 'sku' given by id_col (--items-id-col) is not in the file (found: 'code', 'item_id', 'title')"
+        in message
+    )
+
+
+def test_missing_log_column_names_both_candidates(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, "items.csv", "product_id,title\np,A\n"), log_item_col="sku")
+    assert "missing required column 'sku' (as in the log) or 'item_id'" in message
+    assert "--items-id-col 'product_id'" in message
+
+
+def test_parquet_features_with_id_col_and_spaced_names(tmp_path: Path) -> None:
+    path = tmp_path / "items.parquet"
+    pl.DataFrame({" sku": ["a", "b"], "title ": ["A", "B"]}).write_parquet(path)
+    features = load_item_features(path, id_col="sku")
+    assert features.titles == {"a": "A", "b": "B"}
+
+
+def test_feature_separator_explicit_and_detected(tmp_path: Path) -> None:
+    path = write(tmp_path, "items.csv", "item_id;title;genre\n1;Heat;Action|Crime\n")
+    assert load_item_features(path, separator=";").attributes == {"1": ["genre=Action", "genre=Crime"]}
+    assert load_item_features(path).titles == {"1": "Heat"}  # the header clearly uses ';'
+    message = error_of(path, separator=",")
+    assert "the file seems to use ';' as separator: pass --separator ';'" in message
+    tab = write(tmp_path, "items.txt", "item_id\ttitle\n1\tHeat\n")
+    assert load_item_features(tab, separator="\t").titles == {"1": "Heat"}
+
+
+def test_table_options_on_fixed_formats_are_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "movies.dat", "1::Toy Story (1995)::Animation\n")
+    assert "separator=';' applies only to csv, tsv and parquet" in error_of(path, format="movielens", separator=";")
+    assert "id_col='sku'" in error_of(path, format="movielens", id_col="sku")
+    # the log's item column name is only a default: it does not bother fixed formats
+    assert load_item_features(path, log_item_col="sku").title("1") == "Toy Story (1995)"

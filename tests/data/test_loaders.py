@@ -195,8 +195,10 @@ def test_missing_column_lists_columns_found_and_suggests(tmp_path: Path) -> None
 
 
 def test_wrong_separator_is_hinted(tmp_path: Path) -> None:
-    message = error_of(write(tmp_path, "log.csv", "user_id;item_id\n1;2\n"))
-    assert "found: 'user_id;item_id'" in message and "separator" in message
+    # an explicit separator that does not fit: the error names the one the header uses
+    message = error_of(write(tmp_path, "log.csv", "user_id;item_id\n1;2\n"), separator=",")
+    assert "found: 'user_id;item_id'" in message
+    assert "the file seems to use ';' as separator: pass --separator ';'" in message
 
 
 def test_override_column_not_present(tmp_path: Path) -> None:
@@ -374,3 +376,28 @@ def test_ml1m_ratings_dat() -> None:
     df = load_interactions(path)
     assert df.height == 487_650 and df["user_id"].n_unique() == 2_999
     assert df.row(0) == ("1", "1193", 978300760, 5.0)
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize(
+    ("rel", "rows", "scale"),
+    [
+        ("ml-100k/u.data", 100_000, (1.0, 5.0)),
+        ("ml-1m/ml-1m.txt", 999_611, None),
+        ("amazon-beauty/Beauty.txt", 198_502, None),
+        ("lastfm/LastFM.txt", 52_551, None),
+        ("ml-1m/extra/ratings_partial_users1-2999.dat", 487_650, (1.0, 5.0)),
+    ],
+)
+def test_shared_datasets_load_unchanged_with_the_default_checks(
+    rel: str, rows: int, scale: tuple[float, float] | None
+) -> None:
+    if not (SHARED / rel).exists():
+        pytest.skip(f"shared dataset {rel} not available at {SHARED}")
+    from attnrec.data.loaders import load_interactions_with_report
+
+    frame, report = load_interactions_with_report(SHARED / rel)
+    assert frame.height == rows == report.rows_read == report.rows_kept
+    assert report.duplicates_found == 0 and report.dedup == "first"
+    assert report.rating_scale == scale
+    assert report.rating_scale_source == (None if scale is None else "inferred")

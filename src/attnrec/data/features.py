@@ -2,9 +2,9 @@
 
 :func:`load_item_features` reads MovieLens ``movies.dat`` (``id::title::Genre1|Genre2``), MovieLens-100K
 ``u.item`` (``|``-separated, 19 genre flags), S3-Rec ``*_item2attributes.json`` (``{"item": [attr, ...]}``) and
-CSV / TSV / Parquet tables with an ``item_id`` column (a ``title`` column gives titles; every other column is an
-attribute field, multi-valued cells separated by ``|``). Attributes are tokens ``"field=value"``
-(``"genre=Comedy"``, ``"attribute=17"``).
+CSV / TSV / Parquet tables with an id column (``id_col``; by default the log's item column name or ``item_id``; a
+``title`` column gives titles; every other column is an attribute field, multi-valued cells separated by ``|``).
+Attributes are tokens ``"field=value"`` (``"genre=Comedy"``, ``"attribute=17"``).
 
 ``id_map`` re-keys the features through a two-column ``new_id original_id`` file (for example
 ``ml-1m/sas_to_original_items.txt``), so that a preprocessed log whose items were renumbered gets the titles and
@@ -27,13 +27,17 @@ import polars as pl
 import scipy.sparse as sp
 
 from attnrec.data.loaders import (
+    _ALIASES,
     _check_file,
+    _column_hint,
     _decode_utf8,
+    _find_column,
     _nonblank,
-    _parse_csv,
     _physical_lines,
     _read_bytes,
+    _read_table_text,
     _short,
+    _strip_header,
 )
 from attnrec.data.vocab import IdVocabulary
 from attnrec.errors import DataError, PersistenceError
@@ -197,6 +201,9 @@ def load_item_features(
     *,
     format: str | None = None,
     id_map: str | Path | None = None,
+    id_col: str | None = None,
+    log_item_col: str | None = None,
+    separator: str | None = None,
 ) -> ItemFeatures:
     """Read item side information.
 
@@ -205,13 +212,29 @@ def load_item_features(
         format: one of :data:`FEATURE_FORMATS`; ``None`` detects it from the name and first line.
         id_map: optional ``new_id original_id`` file; the result is keyed by ``new_id`` (items without an entry
             are dropped).
+        id_col: the item id column of a CSV / TSV / Parquet table (``--items-id-col``); an error for the other
+            formats. ``None``: ``log_item_col`` when the table has it, else ``item_id``.
+        log_item_col: the item column name of the interaction log (``--item-col``), tried before ``item_id``
+            when ``id_col`` is ``None``; ignored by the formats without columns.
+        separator: field separator of a CSV / TSV table (default ``,`` / TAB, or the one the header clearly
+            uses); an error for the other formats.
 
     Raises:
-        DataError: the file is missing or malformed, or no item of ``id_map`` is described by ``path``.
+        DataError: the file is missing or malformed, a parameter does not fit the file, or no item of ``id_map``
+            is described by ``path``.
     """
     path = Path(path)
     _check_file(path)
-    fmt = _resolve_feature_format(path, format)
+    fmt = _resolve_feature_format(path, format, separator)
+    if fmt not in ("csv", "tsv", "parquet"):
+        given = [f"{k}={v!r}" for k, v in (("id_col", id_col), ("separator", separator)) if v is not None]
+        if given:
+            raise DataError(
+                f"{path}: {', '.join(given)} applies only to csv, tsv and parquet item-feature files; this file is "
+                f"read as format '{fmt}'"
+            )
+    if fmt == "parquet" and separator is not None:
+        raise DataError(f"{path}: separator={separator!r} applies only to csv and tsv files; this file is Parquet")
     if fmt == "movielens":
         features = _read_movies_dat(path)
     elif fmt == "uitem":
@@ -219,13 +242,13 @@ def load_item_features(
     elif fmt == "item2attributes":
         features = _read_item2attributes(path)
     else:
-        features = _read_table(path, fmt)
+        features = _read_table(path, fmt, id_col=id_col, log_col=log_item_col, separator=separator)
     if id_map is not None:
         features = _remap(features, Path(id_map), path)
     return features
 
 
-def _resolve_feature_format(path: Path, format: str | None) -> str:
+def _resolve_feature_format(path: Path, format: str | None, separator: str | None = None) -> str:
     if format is not None:
         fmt = format.strip().lower()
         if fmt not in FEATURE_FORMATS:
@@ -244,6 +267,8 @@ def _resolve_feature_format(path: Path, format: str | None) -> str:
         return "tsv"
     if path.name == "u.item":
         return "uitem"
+    if separator is not None:
+        return "tsv" if separator == "\t" else "csv"
     with path.open("rb") as fh:
         head = fh.read(1 << 14)
     if not head.strip():
@@ -396,36 +421,73 @@ def _read_item2attributes(path: Path) -> ItemFeatures:
     return ItemFeatures(titles={}, attributes=attributes, fields=["attribute"])
 
 
-def _read_table(path: Path, fmt: str) -> ItemFeatures:
+def resolve_id_column(
+    path: Path,
+    found: list[str],
+    *,
+    id_col: str | None,
+    log_col: str | None = None,
+    kind: str = "item",
+    flag: str = "--items-id-col",
+    separator: str | None = None,
+) -> str:
+    """The id column of a feature table (reusable for user features: ``kind="user"``, ``flag="--users-id-col"``).
+
+    ``id_col`` must be in ``found``; without it, ``log_col`` (the log's column name for the same ids) is used when
+    present, else ``<kind>_id``. Spaces around ``id_col`` are ignored (the table's names are stripped too).
+
+    Raises:
+        DataError: the column is missing; names the columns found and suggests ``flag`` with a likely column.
+    """
+    listing = ", ".join(repr(c) for c in found)
+    if id_col is not None:
+        column = _find_column(found, id_col)
+        if column is None:
+            hint = _column_hint(found, (), flag, "id_col", sep=separator) if len(found) == 1 else ""
+            raise DataError(
+                f"{path}: column {id_col!r} given by id_col ({flag}) is not in the file (found: {listing}){hint}"
+            )
+        return column
+    default = f"{kind}_id"
+    for candidate in (log_col, default):
+        if candidate is not None and _find_column(found, candidate) is not None:
+            return _find_column(found, candidate) or candidate
+    aliases = ((log_col,) if log_col else ()) + _ALIASES.get(kind, ())
+    hint = _column_hint(found, aliases, flag, "id_col", sep=separator)
+    wanted = repr(default) if log_col is None or log_col == default else f"{log_col!r} (as in the log) or {default!r}"
+    raise DataError(f"{path}: missing required column {wanted} (found: {listing}){hint}")
+
+
+def _read_table(
+    path: Path, fmt: str, *, id_col: str | None, log_col: str | None, separator: str | None
+) -> ItemFeatures:
+    sep: str | None = None
     if fmt == "parquet":
         try:
             frame = pl.read_parquet(path)
         except (pl.exceptions.PolarsError, OSError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DataError(f"{path}: is not a readable Parquet file ({first})") from None
+        if "_loc" in frame.columns:
+            raise DataError(f"{path}: column name '_loc' is reserved")
+        frame, _ = _strip_header(path, frame)
         where = "row"
         frame = frame.with_row_index("_loc", offset=1)
     else:
-        sep = "," if fmt == "csv" else "\t"
-        data = _read_bytes(path)
-        text = _decode_utf8(path, data)
-        if not text.strip():
-            raise DataError(f"{path}: file is empty (no header, no items)")
-        frame, where = _parse_csv(path, fmt, sep, data, _physical_lines(text))
-    if "item_id" not in frame.columns:
-        listing = ", ".join(repr(c) for c in frame.columns if c != "_loc")
-        raise DataError(f"{path}: missing required column 'item_id' (found: {listing})")
+        frame, where, sep, _ = _read_table_text(path, fmt, separator, what="items")
+    found = [c for c in frame.columns if c != "_loc"]
+    idc = resolve_id_column(path, found, id_col=id_col, log_col=log_col, separator=sep)
     if frame.height == 0:
         raise DataError(f"{path}: has a header but no rows (no items)")
-    ids = [("" if v is None else str(v).strip()) for v in frame["item_id"].cast(pl.Utf8).to_list()]
+    ids = [("" if v is None else str(v).strip()) for v in frame[idc].cast(pl.Utf8).to_list()]
     locs = [int(v) for v in frame["_loc"].to_list()]
     _check_ids(path, ids, locs, where)
     titles: dict[str, str] = {}
-    if "title" in frame.columns:
+    if "title" in frame.columns and idc != "title":
         for ident, title in zip(ids, frame["title"].cast(pl.Utf8).to_list(), strict=True):
             if title is not None and title.strip():
                 titles[ident] = title.strip()
-    fields = [c for c in frame.columns if c not in ("item_id", "title", "_loc")]
+    fields = [c for c in frame.columns if c not in (idc, "title", "_loc")]
     attributes: dict[str, list[str]] = {ident: [] for ident in ids}
     for name in fields:
         column = frame[name]

@@ -22,15 +22,25 @@ decoded strictly as UTF-8.
 from __future__ import annotations
 
 import io
+import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import polars as pl
 
 from attnrec.data.interactions import Interactions
-from attnrec.errors import DataError
+from attnrec.data.quality import (
+    DEDUP_POLICIES,
+    Dedup,
+    duplicate_mask,
+    exact_duplicate_count,
+    infer_rating_scale,
+)
+from attnrec.errors import ConfigError, DataError
 
 FORMATS: tuple[str, ...] = ("csv", "tsv", "parquet", "movielens", "udata", "sasrec", "sequence")
 """Interaction log formats understood by :func:`load_interactions`."""
@@ -52,6 +62,14 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "session_id",
         "sessionid",
         "reviewerid",
+        "customer",
+        "client",
+        "member",
+        "account",
+        "visitor",
+        "listener",
+        "reader",
+        "viewer",
     ),
     "item": (
         "item",
@@ -68,6 +86,17 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "artist_id",
         "business_id",
         "article_id",
+        "sku",
+        "product",
+        "movie",
+        "track",
+        "song",
+        "artist",
+        "article",
+        "book",
+        "isbn",
+        "video",
+        "business",
     ),
     "time": ("time", "ts", "timestamp", "datetime", "date", "event_time", "unixreviewtime", "created_at"),
     "rating": ("rating", "ratings", "score", "stars", "overall", "value"),
@@ -81,7 +110,61 @@ _SNIFF_LINES = 200
 
 
 # ----------------------------------------------------------------------------------------------- public API
-def load_interactions(
+@dataclass(frozen=True)
+class LoadReport:
+    """What :func:`load_interactions_with_report` found and did, for the CLI to print and ``config.json`` to keep.
+
+    Attributes:
+        path: the file read.
+        format: the format it was read as (one of :data:`FORMATS`).
+        separator: the field separator used (csv / tsv), ``None`` for the other formats.
+        rows_read: events read and validated (before removing duplicates).
+        rows_kept: events returned.
+        duplicates_found: events that repeat an earlier (user, item) pair (``rows_read`` minus distinct pairs).
+        exact_duplicates: rows identical in every column to an earlier row (a subset of ``duplicates_found``).
+        duplicates_removed: events dropped by the ``dedup`` policy (0 with ``"none"``).
+        dedup: the policy applied: ``"first"``, ``"last"`` or ``"none"``.
+        rating_scale: ``(min, max)`` the ratings were checked against, ``None`` when the log has no ratings.
+        rating_scale_source: ``"declared"`` (given by the caller), ``"inferred"`` (a standard scale recognised in
+            the data), ``"observed"`` (no standard scale fits: the observed range, nothing rejected) or ``None``.
+        rating_scale_inferred: ``rating_scale_source`` is ``"inferred"`` or ``"observed"``.
+        notes: one-line human messages worth printing (duplicates, scale, detected separator, renamed columns).
+    """
+
+    path: str
+    format: str
+    separator: str | None
+    rows_read: int
+    rows_kept: int
+    duplicates_found: int
+    exact_duplicates: int
+    duplicates_removed: int
+    dedup: str
+    rating_scale: tuple[float, float] | None
+    rating_scale_source: str | None
+    rating_scale_inferred: bool
+    notes: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready values (tuples as lists)."""
+        return {
+            "path": self.path,
+            "format": self.format,
+            "separator": self.separator,
+            "rows_read": self.rows_read,
+            "rows_kept": self.rows_kept,
+            "duplicates_found": self.duplicates_found,
+            "exact_duplicates": self.exact_duplicates,
+            "duplicates_removed": self.duplicates_removed,
+            "dedup": self.dedup,
+            "rating_scale": None if self.rating_scale is None else list(self.rating_scale),
+            "rating_scale_source": self.rating_scale_source,
+            "rating_scale_inferred": self.rating_scale_inferred,
+            "notes": list(self.notes),
+        }
+
+
+def load_interactions_with_report(
     path: str | Path,
     *,
     format: str | None = None,
@@ -90,26 +173,40 @@ def load_interactions(
     time_col: str | None = None,
     rating_col: str | None = None,
     separator: str | None = None,
-) -> pl.DataFrame:
-    """Read and validate an interaction log.
+    dedup: Dedup = "first",
+    rating_scale: tuple[float, float] | None = None,
+) -> tuple[pl.DataFrame, LoadReport]:
+    """Read and validate an interaction log, remove repeated (user, item) events, check the ratings' scale.
 
     Args:
         path: the log file.
         format: one of :data:`FORMATS`; ``None`` detects it (see ``docs/data.md``).
         user_col, item_col, time_col, rating_col: column names for ``csv`` / ``tsv`` / ``parquet`` files
             (defaults ``user_id``, ``item_id``, ``timestamp``, ``rating``; the last two are optional unless
-            given explicitly).
-        separator: field separator of a ``csv`` / ``tsv`` file (default ``,`` and TAB).
+            given explicitly). Spaces around the file's column names are ignored.
+        separator: field separator of a ``csv`` / ``tsv`` file (default ``,`` and TAB; when not given and the
+            header has no such separator but consistently uses one of ``;``, TAB, ``|``, ``,``, that one).
+        dedup: a repeated (user, item) pair is repeat consumption; ``"first"`` keeps each pair's earliest event
+            (by timestamp, file order breaking ties or standing in for time), ``"last"`` its latest (so the latest
+            rating wins), ``"none"`` keeps every event.
+        rating_scale: declared ``(min, max)``: any rating outside is an error. ``None`` infers the scale (see
+            :mod:`attnrec.data.quality`) and rejects the few ratings outside it.
 
     Returns:
-        A frame in file order with ``user_id`` and ``item_id`` (Utf8, stripped, never empty) and, when present,
-        ``timestamp`` (Int64 epoch seconds; ISO-8601 and other date-time strings are converted, naive times are
-        taken as UTC) and ``rating`` (finite Float64).
+        ``(frame, report)``: the frame in file order (kept events only) with ``user_id`` and ``item_id`` (Utf8,
+        stripped, never empty) and, when present, ``timestamp`` (Int64 epoch seconds; ISO-8601 and other
+        date-time strings are converted, naive times are taken as UTC) and ``rating`` (finite Float64), and a
+        :class:`LoadReport`.
 
     Raises:
-        DataError: the file is missing, unreadable, empty or malformed, or a parameter does not fit the file.
+        DataError: the file is missing, unreadable, empty or malformed, a parameter does not fit the file, or a
+            rating lies outside the declared or inferred scale.
+        ConfigError: ``dedup`` or ``rating_scale`` is not a valid value.
     """
     path = Path(path)
+    if dedup not in DEDUP_POLICIES:
+        raise ConfigError(f"dedup (--dedup) must be one of {', '.join(DEDUP_POLICIES)}; got {dedup!r}")
+    scale = None if rating_scale is None else _check_scale_param(rating_scale)
     _check_file(path)
     fmt = _resolve_format(path, format, separator)
     overrides = {"user": user_col, "item": item_col, "time": time_col, "rating": rating_col}
@@ -128,11 +225,64 @@ def load_interactions(
     if fmt == "parquet":
         raw = _read_parquet(path, overrides)
     elif fmt in ("csv", "tsv"):
-        sep = separator if separator is not None else ("," if fmt == "csv" else "\t")
-        raw = _read_delimited(path, fmt, sep, overrides)
+        raw = _read_delimited(path, fmt, separator, overrides)
     else:
         raw = _read_headerless(path, fmt)
-    return _validate(path, raw)
+    frame, locs = _validate(path, raw)
+    notes = list(raw.notes)
+    scale_source: str | None = None
+    if "rating" in frame.columns:
+        scale, scale_source, note = _check_rating_scale(path, raw, frame["rating"].to_numpy(), locs, scale)
+        notes.append(note)
+    elif scale is not None:
+        notes.append(f"--rating-scale {_num(scale[0])},{_num(scale[1])} ignored: the log has no ratings")
+        scale = None
+    frame, counts, note = _deduplicate(frame, dedup)
+    if note:
+        notes.append(note)
+    report = LoadReport(
+        path=str(path),
+        format=fmt,
+        separator=raw.separator,
+        rows_read=counts[0],
+        rows_kept=frame.height,
+        duplicates_found=counts[1],
+        exact_duplicates=counts[2],
+        duplicates_removed=counts[0] - frame.height,
+        dedup=dedup,
+        rating_scale=scale,
+        rating_scale_source=scale_source,
+        rating_scale_inferred=scale_source in ("inferred", "observed"),
+        notes=tuple(notes),
+    )
+    return frame, report
+
+
+def load_interactions(
+    path: str | Path,
+    *,
+    format: str | None = None,
+    user_col: str | None = None,
+    item_col: str | None = None,
+    time_col: str | None = None,
+    rating_col: str | None = None,
+    separator: str | None = None,
+    dedup: Dedup = "first",
+    rating_scale: tuple[float, float] | None = None,
+) -> pl.DataFrame:
+    """:func:`load_interactions_with_report` without the report (same arguments, same errors)."""
+    frame, _ = load_interactions_with_report(
+        path,
+        format=format,
+        user_col=user_col,
+        item_col=item_col,
+        time_col=time_col,
+        rating_col=rating_col,
+        separator=separator,
+        dedup=dedup,
+        rating_scale=rating_scale,
+    )
+    return frame
 
 
 def read_interactions(
@@ -144,6 +294,8 @@ def read_interactions(
     time_col: str | None = None,
     rating_col: str | None = None,
     separator: str | None = None,
+    dedup: Dedup = "first",
+    rating_scale: tuple[float, float] | None = None,
 ) -> Interactions:
     """:func:`load_interactions` followed by :meth:`Interactions.from_frame` (ids indexed in first-seen order)."""
     frame = load_interactions(
@@ -154,8 +306,26 @@ def read_interactions(
         time_col=time_col,
         rating_col=rating_col,
         separator=separator,
+        dedup=dedup,
+        rating_scale=rating_scale,
     )
     return Interactions.from_frame(frame)
+
+
+def parse_rating_scale(text: str) -> tuple[float, float]:
+    """Parse ``--rating-scale MIN,MAX`` (``"1,5"``, ``"0.5,5"``, ``"1..5"``) into ``(min, max)``.
+
+    Raises:
+        ConfigError: not two finite numbers with ``MIN < MAX``.
+    """
+    parts = re.split(r"\s*(?:,|\.\.|:)\s*", text.strip())
+    try:
+        values = [float(p) for p in parts] if len(parts) == 2 and all(parts) else None
+    except ValueError:
+        values = None
+    if values is None:
+        raise ConfigError(f"--rating-scale must be MIN,MAX (two numbers, e.g. 1,5); got {text!r}")
+    return _check_scale_param((values[0], values[1]))
 
 
 def detect_format(path: str | Path, *, separator: str | None = None) -> str:
@@ -172,12 +342,15 @@ class _Raw:
 
     ``frame`` holds ``user_id``, ``item_id``, optional ``timestamp`` / ``rating`` and ``_loc`` (Int64 position);
     ``loc`` says what ``_loc`` counts ("line", "row" or "record"); ``names`` maps canonical columns to the names
-    used in messages (``None`` for headerless formats).
+    used in messages (``None`` for headerless formats); ``separator`` is the csv/tsv separator used; ``notes``
+    are messages for the load report.
     """
 
     frame: pl.DataFrame
     loc: str
     names: dict[str, str | None]
+    separator: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def _check_file(path: Path) -> None:
@@ -298,50 +471,139 @@ def _read_headerless(path: Path, fmt: str) -> _Raw:
 
 
 # ---------------------------------------------------------------------------------------- tabular formats
-def _resolve_columns(path: Path, found: Sequence[str], overrides: dict[str, str | None]) -> dict[str, str]:
+_SEPARATORS = (",", ";", "\t", "|")
+"""Separators recognised in a header when none is given (see :func:`_sniff_separator`)."""
+
+
+def _separator_hint(column: str, sep: str | None) -> str:
+    """Hint for a header read as one column: which other separator it seems to use."""
+    counts = {c: column.count(c) for c in _SEPARATORS if c != sep}
+    best = max(counts, key=lambda c: counts[c])
+    if counts[best]:
+        return f"; the file seems to use {best!r} as separator: pass --separator {best!r} (separator={best!r})"
+    return "; only one column was found: is the separator right?"
+
+
+def _column_hint(
+    found: Sequence[str],
+    aliases: Sequence[str],
+    flag: str,
+    param: str,
+    *,
+    taken: Sequence[str] = (),
+    sep: str | None = None,
+) -> str:
+    """The ``"; did you mean ..."`` part of a missing-column error ("" when there is nothing to suggest)."""
+    lower = {c.lower(): c for c in found}
+    for alias in aliases:
+        if alias.lower() in lower and lower[alias.lower()] not in taken:
+            return f"; did you mean {flag} {lower[alias.lower()]!r} ({param}=...)?"
+    if len(found) == 1:
+        return _separator_hint(found[0], sep)
+    if found and all(_is_number(c) for c in found):
+        return "; line 1 looks like data, not a header: add a header line or pass the right --format"
+    return ""
+
+
+def _find_column(found: Sequence[str], given: str) -> str | None:
+    """``given`` as named in ``found`` (exact, else ignoring surrounding spaces), or ``None``."""
+    if given in found:
+        return given
+    stripped = given.strip()
+    return stripped if stripped in found else None
+
+
+def _resolve_columns(
+    path: Path, found: Sequence[str], overrides: dict[str, str | None], sep: str | None = None
+) -> dict[str, str]:
     """Map canonical roles (user/item/time/rating) to the file's column names, or raise a helpful error."""
     listing = ", ".join(repr(c) for c in found)
     chosen: dict[str, str] = {}
     for role in ("user", "item", "time", "rating"):
         given = overrides[role]
         if given is not None:
-            if given not in found:
+            column = _find_column(found, given)
+            if column is None:
+                hint = _separator_hint(found[0], sep) if len(found) == 1 else ""
                 raise DataError(
                     f"{path}: column {given!r} given by {_OVERRIDE_PARAM[role]} ({_OVERRIDE_FLAG[role]}) is not "
-                    f"in the file (found: {listing})"
+                    f"in the file (found: {listing}){hint}"
                 )
-            chosen[role] = given
+            chosen[role] = column
             continue
         default = DEFAULT_COLUMNS[role]
         if default in found:
             chosen[role] = default
         elif role in ("user", "item"):
-            hint = ""
-            lower = {c.lower(): c for c in found}
-            for alias in _ALIASES[role]:
-                if alias in lower and lower[alias] not in chosen.values():
-                    hint = f"; did you mean {_OVERRIDE_FLAG[role]} {lower[alias]!r} ({_OVERRIDE_PARAM[role]}=...)?"
-                    break
-            if not hint and len(found) == 1:
-                hint = "; only one column was found: is the separator right?"
-            elif not hint and all(_is_number(c) for c in found):
-                hint = "; line 1 looks like data, not a header: add a header line or pass the right --format"
+            hint = _column_hint(
+                found, _ALIASES[role], _OVERRIDE_FLAG[role], _OVERRIDE_PARAM[role], taken=list(chosen.values()), sep=sep
+            )
             raise DataError(f"{path}: missing required column {default!r} (found: {listing}){hint}")
     return chosen
 
 
-def _read_delimited(path: Path, fmt: str, sep: str, overrides: dict[str, str | None]) -> _Raw:
-    if len(sep) != 1:
-        raise DataError(f"{path}: separator must be a single character for csv/tsv files; got {sep!r}")
+def _sniff_separator(content: pl.DataFrame, default: str) -> str | None:
+    """A separator other than ``default`` that the header clearly uses, or ``None``.
+
+    Only when the header has no ``default`` and exactly one of :data:`_SEPARATORS` occurs the same number of times
+    (at least once) on the header and on each of the first sampled lines.
+    """
+    sample = content["line"].head(_SNIFF_LINES).to_list()
+    header = sample[0]
+    if default in header:
+        return None
+    fits = [
+        c for c in _SEPARATORS if c != default and c in header and all(x.count(c) == header.count(c) for x in sample)
+    ]
+    return fits[0] if len(fits) == 1 else None
+
+
+def _strip_header(path: Path, frame: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    """Remove spaces around column names (``'user_id, item_id'`` headers); returns the frame and a note."""
+    names = [c for c in frame.columns if c != "_loc"]
+    changed = {c: c.strip() for c in names if c.strip() and c.strip() != c}
+    if not changed:
+        return frame, []
+    final = [changed.get(c, c) for c in names]
+    for i, name in enumerate(final):
+        if name in final[:i]:
+            first = names[final.index(name)]
+            raise DataError(
+                f"{path}: columns {first!r} and {names[i]!r} have the same name once the spaces around them are removed"
+            )
+    listing = ", ".join(repr(c) for c in changed)
+    return frame.rename(changed), [f"removed the spaces around column names {listing}"]
+
+
+def _read_table_text(
+    path: Path, fmt: str, separator: str | None, *, what: str = "interactions"
+) -> tuple[pl.DataFrame, str, str, list[str]]:
+    """Read a csv/tsv file with a header: ``(frame with _loc, what _loc counts, separator used, notes)``.
+
+    The separator is ``separator`` when given, else ``,`` (csv) or TAB (tsv) unless the header clearly uses
+    another (:func:`_sniff_separator`). Field counts are checked against the header, and spaces around column
+    names are removed.
+    """
+    if separator is not None and len(separator) != 1:
+        raise DataError(f"{path}: separator must be a single character for csv/tsv files; got {separator!r}")
     data = _read_bytes(path)
     text = _decode_utf8(path, data)
     lines = _physical_lines(text)
     content = _nonblank(lines)
     if content.height == 0:
-        raise DataError(f"{path}: file is empty (no header, no interactions)")
+        raise DataError(f"{path}: file is empty (no header, no {what})")
     header_loc = int(content["_loc"][0])
     if header_loc != 1:
         raise DataError(f"{path}: line 1: expected a header line, found a blank line")
+    notes: list[str] = []
+    sep = separator
+    if sep is None:
+        default = "," if fmt == "csv" else "\t"
+        sep = _sniff_separator(content, default)
+        if sep is None:
+            sep = default
+        else:
+            notes.append(f"read with separator {sep!r}, detected from the header (pass --separator to choose another)")
     header_fields = lines["line"][0].count(sep) + 1
     quoted = '"' in text
     if not quoted:
@@ -353,10 +615,16 @@ def _read_delimited(path: Path, fmt: str, sep: str, overrides: dict[str, str | N
                 f"header), found {bad['n'][0]}: {_short(bad['line'][0])}"
             )
     frame, loc = _parse_csv(path, fmt, sep, data, lines)
-    cols = _resolve_columns(path, [c for c in frame.columns if c != "_loc"], overrides)
+    frame, stripped = _strip_header(path, frame)
+    return frame, loc, sep, notes + stripped
+
+
+def _read_delimited(path: Path, fmt: str, separator: str | None, overrides: dict[str, str | None]) -> _Raw:
+    frame, loc, sep, notes = _read_table_text(path, fmt, separator)
+    cols = _resolve_columns(path, [c for c in frame.columns if c != "_loc"], overrides, sep)
     if frame.height == 0:
         raise DataError(f"{path}: has a header but no data rows (no interactions)")
-    return _Raw(_select_roles(frame, cols), loc, _role_names(cols))
+    return _Raw(_select_roles(frame, cols), loc, _role_names(cols), sep, notes)
 
 
 def _parse_csv(path: Path, fmt: str, sep: str, data: bytes, lines: pl.DataFrame) -> tuple[pl.DataFrame, str]:
@@ -399,11 +667,14 @@ def _read_parquet(path: Path, overrides: dict[str, str | None]) -> _Raw:
     except (pl.exceptions.PolarsError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: is not a readable Parquet file ({first})") from None
+    if "_loc" in frame.columns:
+        raise DataError(f"{path}: column name '_loc' is reserved")
+    frame, notes = _strip_header(path, frame)
     cols = _resolve_columns(path, frame.columns, overrides)
     if frame.height == 0:
         raise DataError(f"{path}: has no rows (no interactions)")
     frame = frame.with_row_index("_loc", offset=1).with_columns(pl.col("_loc").cast(pl.Int64))
-    return _Raw(_select_roles(frame, cols), "row", _role_names(cols))
+    return _Raw(_select_roles(frame, cols), "row", _role_names(cols), None, notes)
 
 
 _ROLE_TO_COLUMN = {"user": "user_id", "item": "item_id", "time": "timestamp", "rating": "rating"}
@@ -538,13 +809,92 @@ def _ratings(path: Path, raw: _Raw) -> pl.Series:
     return out
 
 
-def _validate(path: Path, raw: _Raw) -> pl.DataFrame:
+def _validate(path: Path, raw: _Raw) -> tuple[pl.DataFrame, np.ndarray]:
+    """The validated frame and the ``(n,)`` int64 locations (``raw.loc`` numbers) of its rows."""
     columns = [_ids(path, raw, "user_id", "user"), _ids(path, raw, "item_id", "item")]
     if "timestamp" in raw.frame.columns:
         columns.append(_timestamps(path, raw).alias("timestamp"))
     if "rating" in raw.frame.columns:
         columns.append(_ratings(path, raw).alias("rating"))
-    return pl.DataFrame(columns)
+    return pl.DataFrame(columns), raw.frame["_loc"].cast(pl.Int64).to_numpy()
+
+
+# ------------------------------------------------------------------------------------ scale and duplicates
+def _num(value: float) -> str:
+    """A rating or bound as a user would write it: ``5``, ``0.5``, ``99999999``, ``1e+300``."""
+    if math.isfinite(value) and value == math.floor(value) and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value))
+
+
+def _check_scale_param(scale: object) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in scale)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise ConfigError(f"rating_scale (--rating-scale) must be (MIN, MAX); got {scale!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
+        raise ConfigError(
+            f"rating_scale (--rating-scale) must be two finite numbers with MIN < MAX; got {_num(lo)},{_num(hi)}"
+        )
+    return (lo, hi)
+
+
+def _check_rating_scale(
+    path: Path, raw: _Raw, ratings: np.ndarray, locs: np.ndarray, declared: tuple[float, float] | None
+) -> tuple[tuple[float, float], str, str]:
+    """Check the ratings against the declared or inferred scale; returns ``(scale, source, note)``."""
+    n = len(ratings)
+    name = raw.names.get("rating")
+    where_col = f" (column {name!r})" if name is not None else ""
+    if declared is not None:
+        lo, hi = declared
+        bad = np.flatnonzero((ratings < lo) | (ratings > hi))
+        if bad.size:
+            first = int(bad[0])
+            raise DataError(
+                f"{path}: {raw.loc} {int(locs[first])}{where_col}: rating {_num(float(ratings[first]))} is outside "
+                f"the declared rating scale {_num(lo)}..{_num(hi)} (rating_scale / --rating-scale); "
+                f"{bad.size:,} of {n:,} ratings are"
+            )
+        return declared, "declared", f"ratings checked against the declared scale {_num(lo)}..{_num(hi)}"
+    inferred = infer_rating_scale(ratings)
+    lo, hi = inferred.scale
+    if not inferred.standard:
+        return (
+            inferred.scale,
+            "observed",
+            f"ratings fit no standard scale (observed {_num(lo)}..{_num(hi)}: counts or weights?), so none was "
+            "rejected; pass --rating-scale MIN,MAX to enforce one",
+        )
+    if inferred.outliers.size:
+        first = int(inferred.outliers[0])
+        others = [f"{raw.loc} {int(locs[i])}" for i in inferred.outliers[1:4]]
+        also = f"; also {', '.join(others)}" + (", ..." if inferred.outliers.size > 4 else "") if others else ""
+        raise DataError(
+            f"{path}: {raw.loc} {int(locs[first])}{where_col}: rating {_num(float(ratings[first]))} is outside the "
+            f"inferred rating scale {_num(lo)}..{_num(hi)} ({inferred.outliers.size:,} of {n:,} ratings are{also}); "
+            "pass --rating-scale MIN,MAX to declare another scale"
+        )
+    return (
+        inferred.scale,
+        "inferred",
+        f"ratings on the inferred scale {_num(lo)}..{_num(hi)} (pass --rating-scale MIN,MAX to declare another)",
+    )
+
+
+def _deduplicate(frame: pl.DataFrame, dedup: Dedup) -> tuple[pl.DataFrame, tuple[int, int, int], str]:
+    """Apply the policy; returns the frame, ``(rows_read, duplicates_found, exact_duplicates)`` and a note."""
+    rows = frame.height
+    repeated = duplicate_mask(frame, dedup)
+    found = int(repeated.sum())
+    if not found:
+        return frame, (rows, 0, 0), ""
+    exact = exact_duplicate_count(frame)
+    what = f"found {found:,} repeated (user, item) events ({exact:,} exact copies of an earlier row)"
+    if dedup == "none":
+        return frame, (rows, found, exact), f"{what}; kept them all (--dedup none)"
+    kept = frame.filter(pl.Series(~repeated))
+    return kept, (rows, found, exact), f"{what}; kept the {dedup} of each (--dedup {dedup})"
 
 
 # ----------------------------------------------------------------------------------------------- detection
@@ -596,8 +946,8 @@ def _detect_format(path: Path, separator: str | None) -> str:
             return "tsv"  # a header line
         if len(fields) == 4:
             return "udata"  # headers have no numeric column names; a bad rating is reported, not misdetected
-    elif "," in first:
-        return "csv"
+    elif "," in first or ";" in first:
+        return "csv"  # the separator of a ';' file is detected from its header when read
     counts = [len(line.split()) for line in lines]
     if all(c == 2 for c in counts):
         return "sasrec"
