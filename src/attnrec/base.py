@@ -99,6 +99,9 @@ class Recommender(ABC):
     uses_history: ClassVar[bool] = True
     predicts_ratings: ClassVar[bool] = False
     supports_explain: ClassVar[bool] = False
+    fit_kind: ClassVar[str] = "closed-form"
+    """How ``fit`` works, for reports: ``"closed-form"`` (one solve or count), ``"iterations"`` (a fixed number
+    of sweeps, ``config.iterations``) or ``"epochs"`` (gradient epochs with validation and early stopping)."""
 
     def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **overrides: Any) -> None:
         if isinstance(config, self.config_class):

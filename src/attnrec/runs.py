@@ -1,6 +1,6 @@
 """Run folders: train a model from a log, evaluate it and write everything a later command or service needs.
 
-A run folder (``--out DIR``) holds, per CONTRACTS.md:
+A run folder (``--out DIR``) holds, per ``docs/contracts.md``:
 
 * ``config.json``: the fully resolved configuration (model and hyperparameters, data path and sha256
   fingerprint, format and columns, filters, split, seed, evaluation settings, library versions);
@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from attnrec import __version__
 from attnrec.base import Recommender
 from attnrec.data.interactions import Interactions
-from attnrec.data.split import Split, filter_interactions, split_interactions
+from attnrec.data.split import Split, prepare_split
 from attnrec.errors import ConfigError, PersistenceError
 from attnrec.io import read_json, write_json
 from attnrec.registry import create_model
@@ -42,20 +42,31 @@ ITEM_FEATURES_JSON = "item_features.json"
 
 
 class DataSpec(BaseModel):
-    """Where the interactions come from and how to read them."""
+    """Where the interactions come from and how to read them.
+
+    Paths are stored as given by :func:`train_run` callers and written to ``config.json`` as absolute paths, with
+    ``path_from_run`` (and ``items_from_run``) relative to the run folder, so that a run folder works from any
+    working directory and still finds its data when the project folder moves with its data.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: str
     format: str | None = None
+    separator: str | None = None
     user_col: str | None = None
     item_col: str | None = None
     time_col: str | None = None
     rating_col: str | None = None
+    dedup: Literal["first", "last", "none"] = "first"
+    rating_scale: tuple[float, float] | None = None
     items_path: str | None = None
     items_format: str | None = None
+    items_id_col: str | None = None
     item_id_map: str | None = None
     sha256: str | None = None
+    path_from_run: str | None = None
+    items_from_run: str | None = None
 
 
 class RunConfig(BaseModel):
@@ -87,6 +98,8 @@ class LoadedData:
     split: Split
     features: Any | None = None
     fingerprint: str = ""
+    load_report: Any | None = None
+    split_report: Any | None = None
 
 
 @dataclass
@@ -105,35 +118,65 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load_data(config: RunConfig) -> LoadedData:
-    """Load, validate, filter and split the data of a run (raises DataError/ConfigError on bad input)."""
-    from attnrec.data.loaders import load_interactions
+def locate(path: str, from_run: str | None, run: str | Path | None, *, what: str, flag: str) -> str:
+    """The file of a recorded ``path``: as recorded (absolute since 0.2), else relative to the run folder."""
+    if Path(path).is_file() or run is None:
+        return path
+    if from_run is not None:
+        candidate = Path(run) / from_run
+        if candidate.is_file():
+            return str(candidate)
+    raise ConfigError(
+        f"{what} of run {run} not found at {path}"
+        + (f" nor at {Path(run) / from_run}" if from_run else "")
+        + f": pass {flag} PATH to point at the moved file (its sha256 is checked against the run's)"
+    )
+
+
+def load_data(config: RunConfig, *, run: str | Path | None = None) -> LoadedData:
+    """Load, validate, filter and split the data of a run (raises DataError/ConfigError on bad input).
+
+    ``run``: the run folder whose ``config`` this is; recorded paths that no longer exist are then looked up
+    relative to it (``path_from_run``).
+    """
+    from attnrec.data.loaders import load_interactions_with_report
 
     spec = config.data
-    frame = load_interactions(
-        spec.path,
+    path = locate(spec.path, spec.path_from_run, run, what="data", flag="--data")
+    frame, report = load_interactions_with_report(
+        path,
         format=spec.format,
+        separator=spec.separator,
         user_col=spec.user_col,
         item_col=spec.item_col,
         time_col=spec.time_col,
         rating_col=spec.rating_col,
+        dedup=spec.dedup,
+        rating_scale=spec.rating_scale,
     )
     inter = Interactions.from_frame(frame)
-    if config.min_user_interactions or config.min_item_interactions or config.min_rating is not None:
-        inter = filter_interactions(
-            inter,
-            min_user_interactions=config.min_user_interactions,
-            min_item_interactions=config.min_item_interactions,
-            min_rating=config.min_rating,
-        )
-    kwargs = {} if config.split == "leave-one-out" else {"test_frac": config.test_frac, "valid_frac": config.valid_frac}
-    split = split_interactions(inter, config.split, **kwargs)
+    split, split_report = prepare_split(
+        inter,
+        config.split,
+        test_frac=config.test_frac,
+        valid_frac=config.valid_frac,
+        min_user_interactions=config.min_user_interactions,
+        min_item_interactions=config.min_item_interactions,
+        min_rating=config.min_rating,
+    )
     features = None
     if spec.items_path:
         from attnrec.data.features import load_item_features
 
-        features = load_item_features(spec.items_path, format=spec.items_format, id_map=spec.item_id_map)
-    return LoadedData(inter, split, features, file_sha256(spec.path))
+        items_path = locate(spec.items_path, spec.items_from_run, run, what="item features", flag="--items")
+        features = load_item_features(
+            items_path,
+            format=spec.items_format,
+            id_map=spec.item_id_map,
+            id_col=spec.items_id_col,
+            log_item_col=spec.item_col,
+        )
+    return LoadedData(split.full, split, features, file_sha256(path), report, split_report)
 
 
 def _versions() -> dict[str, str]:
@@ -189,6 +232,8 @@ def evaluate_split(
             m: list(result.confidence_interval(m)) for m in result.per_user if not m.startswith("coverage")
         }
         out[f"{target}_users"] = len(result.users)
+        out[f"{target}_fallback"] = int(result.num_fallback)
+        out[f"{target}_unreachable"] = int(getattr(result, "unreachable_targets", 0))
     out["protocol"] = protocol
     return out
 
@@ -200,29 +245,99 @@ def train_run(
     progress: ProgressCallback | None = None,
     resume: bool = False,
     on_data_loaded: Callable[[LoadedData], None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
-    """Load data, fit ``config.model``, evaluate on validation and test, and write the run folder ``out``."""
+    """Load data, fit ``config.model``, evaluate on validation and test, and write the run folder ``out``.
+
+    A failed run leaves nothing behind: when loading, fitting, evaluating or saving raises, every file this call
+    wrote is removed (and the folder too when this call created it). An interrupted run (``KeyboardInterrupt``)
+    keeps its folder and checkpoints so that ``--resume`` can continue it. With ``resume`` the data must be the
+    same file as the run's (its sha256 is checked).
+
+    ``on_epoch`` receives each epoch's history row (``epoch``, ``loss``, ``valid_*``, ``seconds``) as it ends.
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not resume:
         raise ConfigError(f"--out {out} already exists and is not empty (use a new folder, or --resume to continue)")
     model = create_model(config.model, config.params)  # validates hyperparameters before any work
-    data = load_data(config)
+    data = load_data(config, run=out if resume else None)
+    if resume and config.data.sha256 and data.fingerprint != config.data.sha256:
+        raise ConfigError(
+            f"--resume {out}: the data changed since the run started ({config.data.path}: sha256 "
+            f"{data.fingerprint[:12]}..., the run recorded {config.data.sha256[:12]}...); start a new run instead"
+        )
     if on_data_loaded is not None:
         on_data_loaded(data)
-    history: list[dict[str, Any]] = []
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _fit_and_write(config, out, model, data, progress=progress, resume=resume, on_epoch=on_epoch)
+    except Exception:
+        if not resume:
+            _remove_run_files(out, remove_folder=created)
+        raise
+
+
+def _remove_run_files(out: Path, *, remove_folder: bool) -> None:
+    """Undo a failed run: the folder was empty (or absent) before it started, so everything in it is the run's."""
+    import shutil
+
+    if remove_folder:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for child in out.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def _absolute_spec(spec: DataSpec, out: Path, fingerprint: str) -> DataSpec:
+    """The data spec as written to config.json: absolute paths plus paths relative to the run folder."""
+    import os
+
+    def rel(path: str) -> str:
+        return os.path.relpath(Path(path).resolve(), out.resolve())
+
+    update: dict[str, Any] = {"sha256": fingerprint}
+    if Path(spec.path).is_file():
+        update.update(path=str(Path(spec.path).resolve()), path_from_run=rel(spec.path))
+    if spec.items_path and Path(spec.items_path).is_file():
+        update.update(items_path=str(Path(spec.items_path).resolve()), items_from_run=rel(spec.items_path))
+    if spec.item_id_map and Path(spec.item_id_map).is_file():
+        update["item_id_map"] = str(Path(spec.item_id_map).resolve())
+    return spec.model_copy(update=update)
+
+
+def _fit_and_write(
+    config: RunConfig,
+    out: Path,
+    model: Recommender,
+    data: LoadedData,
+    *,
+    progress: ProgressCallback | None,
+    resume: bool,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+) -> RunResult:
+    history: list[dict[str, Any]] = []
     resolved = config.model_copy(
-        update={
-            "params": model.get_config(),
-            "data": config.data.model_copy(update={"sha256": data.fingerprint}),
-        }
+        update={"params": model.get_config(), "data": _absolute_spec(config.data, out, data.fingerprint)}
     )
     config_json = resolved.model_dump(mode="json")
     config_json["versions"] = _versions()
     config_json["dataset"] = _dataset_info(config, data)
+    reports = _data_reports(data)
+    if reports:
+        config_json["data_report"] = reports
     write_json(out / CONFIG_JSON, config_json)
+
+    def log(row: dict[str, Any]) -> None:
+        history.append(row)
+        if on_epoch is not None:
+            on_epoch(dict(row))
+
     options = TrainingOptions(
         seed=config.seed,
         threads=config.threads,
@@ -230,7 +345,7 @@ def train_run(
         progress=progress,
         checkpoint_dir=out / "checkpoints",
         resume=resume,
-        log=history.append,
+        log=log,
     )
     start = time.perf_counter()
     model.fit(data.split.train, data.split.valid, options=options)
@@ -254,14 +369,63 @@ def train_run(
         "train_seconds": round(train_seconds, 3),
         "epochs": int(info.get("epochs_run", info.get("epochs", len(history) or 1))),
         "best_epoch": int(info.get("best_epoch", len(history) or 1)),
+        "fit": fit_description(model, info, len(history)),
         "ci95": {"valid": metrics.get("valid_ci95", {}), "test": metrics.get("test_ci95", {})},
         "users_evaluated": {"valid": metrics.get("valid_users", 0), "test": metrics.get("test_users", 0)},
+        "fallback_users": {"valid": metrics.get("valid_fallback", 0), "test": metrics.get("test_fallback", 0)},
+        "unreachable_targets": {
+            "valid": metrics.get("valid_unreachable", 0),
+            "test": metrics.get("test_unreachable", 0),
+        },
     }
     write_json(out / METRICS_JSON, summary)
     if not history:
         history = [{"epoch": 1, "loss": None, "seconds": round(train_seconds, 3)}]
     write_history(out / HISTORY_CSV, history)
     return RunResult(out, model, summary, history)
+
+
+def fit_description(model: Recommender, info: dict[str, Any], epochs_logged: int) -> dict[str, Any]:
+    """What fitting did, in the model's own unit: ``{"kind": "closed-form" | "epochs" | "iterations", ...}``."""
+    kind = model.fit_kind
+    if kind == "epochs":
+        return {
+            "kind": "epochs",
+            "epochs": int(info.get("epochs_run", epochs_logged)),
+            "best_epoch": int(info.get("best_epoch", epochs_logged)),
+            "stopped_early": bool(info.get("stopped_early", False)),
+        }
+    if kind == "iterations":
+        return {"kind": "iterations", "iterations": int(getattr(model.config, "iterations", 0))}
+    return {"kind": "closed-form"}
+
+
+def _data_reports(data: LoadedData) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, report in (("load", data.load_report), ("split", data.split_report)):
+        if report is not None:
+            out[name] = report_json(report)
+    return out
+
+
+def report_json(report: Any) -> dict[str, Any]:
+    """A report dataclass as JSON-ready values."""
+    import dataclasses
+
+    if hasattr(report, "to_json"):
+        return dict(report.to_json())
+    if dataclasses.is_dataclass(report) and not isinstance(report, type):
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(report).items()}
+    return dict(report)
+
+
+def report_notes(data: LoadedData) -> list[str]:
+    """The one-line notes of the load and split reports, for the CLI to print."""
+    notes = list(getattr(data.load_report, "notes", ()) or ())
+    split = data.split_report
+    if split is not None and split.events_removed:
+        notes += [f"filtered on the {split.filtered_on}: {line}" for line in split.lines()]
+    return notes
 
 
 def _dataset_info(config: RunConfig, data: LoadedData) -> dict[str, Any]:
@@ -293,6 +457,9 @@ def read_run_config(run: str | Path) -> RunConfig:
     if not isinstance(data, dict):
         raise PersistenceError(f"{run / CONFIG_JSON}: not a run configuration")
     data = {k: v for k, v in data.items() if k in RunConfig.model_fields}
+    if isinstance(data.get("data"), dict) and "dedup" not in data["data"]:
+        # runs written before --dedup existed read every event: keep re-evaluating them on the same data
+        data["data"] = {**data["data"], "dedup": "none"}
     try:
         return RunConfig.model_validate(data)
     except Exception as exc:  # pydantic ValidationError
@@ -318,19 +485,39 @@ def load_run_features(run: str | Path) -> Any | None:
 
 
 def reevaluate_run(
-    run: str | Path, *, ks: tuple[int, ...] | None = None, progress: ProgressCallback | None = None
+    run: str | Path,
+    *,
+    ks: tuple[int, ...] | None = None,
+    progress: ProgressCallback | None = None,
+    data_path: str | Path | None = None,
+    items_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Re-create the split of a run (checking the data fingerprint) and evaluate its saved model again."""
+    """Re-create the split of a run (checking the data fingerprint) and evaluate its saved model again.
+
+    ``data_path`` / ``items_path`` point at the run's files when they moved; the fingerprint still checks that
+    ``data_path`` holds the same data.
+    """
     model, config = load_run(run)
     if config is None:
         raise PersistenceError(
             f"{run}: no {CONFIG_JSON}; only run folders written by `attnrec train` can be re-evaluated"
         )
-    data = load_data(config)
+    update: dict[str, Any] = {}
+    if data_path is not None:
+        if not Path(data_path).is_file():
+            raise ConfigError(f"--data {data_path}: file not found")
+        update.update(path=str(data_path), path_from_run=None)
+    if items_path is not None:
+        if not Path(items_path).is_file():
+            raise ConfigError(f"--items {items_path}: file not found")
+        update.update(items_path=str(items_path), items_from_run=None)
+    if update:
+        config = config.model_copy(update={"data": config.data.model_copy(update=update)})
+    data = load_data(config, run=run)
     if config.data.sha256 and data.fingerprint != config.data.sha256:
         raise ConfigError(
-            f"{config.data.path} changed since the run was trained (sha256 {data.fingerprint[:12]}..., "
-            f"run recorded {config.data.sha256[:12]}...)"
+            f"{data_path or config.data.path} is not the data the run was trained on (sha256 "
+            f"{data.fingerprint[:12]}..., run recorded {config.data.sha256[:12]}...)"
         )
     # evaluation must use the split's histories, not the full histories saved for recommending
     metrics = evaluate_split(model, data.split, config, ks=ks, progress=progress)
@@ -342,4 +529,9 @@ def reevaluate_run(
         "valid": metrics.get("valid", {}),
         "test": metrics.get("test", {}),
         "ci95": {"valid": metrics.get("valid_ci95", {}), "test": metrics.get("test_ci95", {})},
+        "fallback_users": {"valid": metrics.get("valid_fallback", 0), "test": metrics.get("test_fallback", 0)},
+        "unreachable_targets": {
+            "valid": metrics.get("valid_unreachable", 0),
+            "test": metrics.get("test_unreachable", 0),
+        },
     }

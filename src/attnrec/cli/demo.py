@@ -115,8 +115,8 @@ def run_demo(
     rec_table.add_column("score", justify="right")
     rec_table.add_column("because (attention weight)")
     for rank, item in enumerate(payload["items"], start=1):
-        because = ", ".join(f"{b.get('title', b['item'])} ({b['weight']:.2f})" for b in item.get("because", [])[:2])
-        rec_table.add_row(str(rank), item.get("title", item["item"]), f"{item['score']:.2f}", because)
+        because = ", ".join(f"{b.get('title', b['item_id'])} ({b['weight']:.2f})" for b in item.get("because", [])[:2])
+        rec_table.add_row(str(rank), item.get("title", item["item_id"]), f"{item['score']:.2f}", because)
     console.print(rec_table)
     console.print(
         f"Run folders: {', '.join(str(p) for p in runs.values())}. Next: "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tomllib
 from collections.abc import Callable
@@ -10,10 +11,13 @@ from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from attnrec.cli import options as o
+from attnrec.cli.options import parse_ks
 from attnrec.errors import AttnRecError, ConfigError
 
 app = typer.Typer(
@@ -35,29 +39,40 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+DEBUG_ENV = "ATTNREC_DEBUG"
+
+
 def handle_errors(func: F) -> F:
-    """Turn attnrec's errors (bad data, bad config, unreadable runs) into one line and exit status 2."""
+    """Turn every error into one line on stderr and exit status 2 (130 when interrupted).
+
+    attnrec's own errors (bad data, bad config, unreadable runs) are printed as they are. Any other exception
+    (a ``ValueError`` from a layer, an ``OSError`` from the disk) is printed as one line naming its type, with a
+    hint: ``ATTNREC_DEBUG=1`` re-raises it with the full traceback.
+    """
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+            raise
         except AttnRecError as exc:
-            raise fail(str(exc)) from None
+            raise fail(_one_line(str(exc))) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
+        except Exception as exc:
+            if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+                raise
+            raise fail(
+                f"{type(exc).__name__}: {_one_line(str(exc)) or 'no message'} "
+                f"(unexpected; set {DEBUG_ENV}=1 for the traceback)"
+            ) from None
 
     return wrapper  # type: ignore[return-value]
 
 
-def parse_ks(text: str) -> tuple[int, ...]:
-    try:
-        ks = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ConfigError(f"--k must be comma-separated positive integers; got {text!r}") from None
-    if not ks or min(ks) < 1:
-        raise ConfigError(f"--k must be comma-separated positive integers; got {text!r}")
-    return ks
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) if "\n" in text else text
 
 
 def parse_params(config_file: Path | None, sets: list[str] | None) -> dict[str, Any]:
@@ -83,48 +98,46 @@ def parse_params(config_file: Path | None, sets: list[str] | None) -> dict[str, 
 @app.command()
 @handle_errors
 def train(
-    data: Annotated[
-        Path | None, typer.Option(help="Interaction log (CSV/TSV/Parquet/MovieLens/SASRec/S3-Rec).")
-    ] = None,
+    data: o.DataPath = None,
     model: Annotated[str | None, typer.Option(help="Model name (see `attnrec models`).")] = None,
     out: Annotated[Path | None, typer.Option(help="Run folder to create.")] = None,
-    items: Annotated[Path | None, typer.Option(help="Item side information (titles, attributes).")] = None,
-    item_map: Annotated[
-        Path | None, typer.Option(help="Two-column 'log_id original_id' file joining --data ids to --items ids.")
-    ] = None,
-    format: Annotated[str | None, typer.Option("--format", help="Force the --data format.")] = None,
-    items_format: Annotated[str | None, typer.Option(help="Force the --items format.")] = None,
-    user_col: Annotated[str | None, typer.Option(help="User id column (default user_id).")] = None,
-    item_col: Annotated[str | None, typer.Option(help="Item id column (default item_id).")] = None,
-    time_col: Annotated[str | None, typer.Option(help="Timestamp column (default timestamp).")] = None,
-    rating_col: Annotated[str | None, typer.Option(help="Rating column (default rating).")] = None,
+    format: o.Format = None,
+    separator: o.Separator = None,
+    user_col: o.UserCol = None,
+    item_col: o.ItemCol = None,
+    time_col: o.TimeCol = None,
+    rating_col: o.RatingCol = None,
+    dedup: o.Dedup = "first",
+    rating_scale: o.RatingScale = None,
+    items: o.ItemsPath = None,
+    items_format: o.ItemsFormat = None,
+    items_id_col: o.ItemsIdCol = None,
+    item_map: o.ItemMap = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of hyperparameters.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a hyperparameter: key=value.")] = None,
-    split: Annotated[str, typer.Option(help="leave-one-out | temporal | ratio.")] = "leave-one-out",
-    test_frac: Annotated[float, typer.Option(help="Test fraction (temporal/ratio).")] = 0.1,
-    valid_frac: Annotated[float, typer.Option(help="Validation fraction (temporal/ratio).")] = 0.1,
-    min_user_interactions: Annotated[int, typer.Option(help="k-core: minimum events per user.")] = 0,
-    min_item_interactions: Annotated[int, typer.Option(help="k-core: minimum events per item.")] = 0,
-    min_rating: Annotated[float | None, typer.Option(help="Keep events rated at least this.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
-    threads: Annotated[int | None, typer.Option(help="Torch/BLAS threads (default: all cores).")] = None,
+    split: o.SplitName = "leave-one-out",
+    test_frac: o.TestFrac = 0.1,
+    valid_frac: o.ValidFrac = 0.1,
+    min_user_interactions: o.MinUser = 0,
+    min_item_interactions: o.MinItem = 0,
+    min_rating: o.MinRating = None,
+    seed: o.Seed = 42,
+    threads: o.Threads = None,
     processes: Annotated[
         int, typer.Option(help="Data-parallel training processes for neural models (each with --threads threads).")
     ] = 1,
-    k: Annotated[str, typer.Option("--k", help="Cut-offs, comma-separated.")] = "10,20",
-    eval_negatives: Annotated[
-        int | None, typer.Option(help="Sampled protocol with N negatives (default: full ranking).")
-    ] = None,
-    negative_sampling: Annotated[str, typer.Option(help="uniform | popularity (sampled protocol).")] = "uniform",
-    keep_seen: Annotated[bool, typer.Option(help="Do not exclude training items from rankings.")] = False,
+    k: o.Ks = "10,20",
+    eval_negatives: o.EvalNegatives = None,
+    negative_sampling: o.NegativeSampling = "uniform",
+    keep_seen: o.KeepSeen = False,
     resume: Annotated[
         Path | None, typer.Option(help="Continue a killed run from its folder (other options are read from it).")
     ] = None,
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars or per-epoch lines.")] = False,
 ) -> None:
     """Train a model on a log, evaluate it (validation and test) and write a run folder."""
     from attnrec.cli.progress import RichProgress
-    from attnrec.runs import DataSpec, RunConfig, read_run_config, train_run
+    from attnrec.runs import read_run_config, train_run
 
     if resume is not None:
         run_config = read_run_config(resume)
@@ -134,40 +147,50 @@ def train(
         if missing:
             raise ConfigError(f"train needs {', '.join(missing)}")
         assert data is not None and model is not None
-        try:
-            run_config = RunConfig(
-                model=model,
-                params=parse_params(config, set_),
-                data=DataSpec(
-                    path=str(data),
-                    format=format,
-                    user_col=user_col,
-                    item_col=item_col,
-                    time_col=time_col,
-                    rating_col=rating_col,
-                    items_path=None if items is None else str(items),
-                    items_format=items_format,
-                    item_id_map=None if item_map is None else str(item_map),
-                ),
-                split=split,  # type: ignore[arg-type]
-                test_frac=test_frac,
-                valid_frac=valid_frac,
-                min_user_interactions=min_user_interactions,
-                min_item_interactions=min_item_interactions,
-                min_rating=min_rating,
-                seed=seed,
-                threads=threads,
-                processes=processes,
-                ks=parse_ks(k),
-                eval_negatives=eval_negatives,
-                negative_sampling=negative_sampling,  # type: ignore[arg-type]
-                keep_seen=keep_seen,
-            )
-        except ValueError as exc:  # pydantic validation of the run options
-            raise ConfigError(_first_error(exc)) from None
+        run_config = _run_config(
+            model,
+            parse_params(config, set_),
+            o.data_spec(
+                data=data,
+                format=format,
+                separator=separator,
+                user_col=user_col,
+                item_col=item_col,
+                time_col=time_col,
+                rating_col=rating_col,
+                dedup=dedup,
+                rating_scale=rating_scale,
+                items=items,
+                items_format=items_format,
+                items_id_col=items_id_col,
+                item_map=item_map,
+            ),
+            split=split,
+            test_frac=test_frac,
+            valid_frac=valid_frac,
+            min_user_interactions=min_user_interactions,
+            min_item_interactions=min_item_interactions,
+            min_rating=min_rating,
+            seed=seed,
+            threads=threads,
+            processes=processes,
+            ks=parse_ks(k),
+            eval_negatives=eval_negatives,
+            negative_sampling=negative_sampling,
+            keep_seen=keep_seen,
+        )
     assert out is not None
     with RichProgress(err_console, enabled=not quiet) as progress:
-        result = train_run(run_config, out, progress=progress, resume=resume is not None)
+        reporter = _TrainReporter(progress.console, run_config.model, quiet=quiet)
+        reporter.max_epochs = _max_epochs(run_config)
+        result = train_run(
+            run_config,
+            out,
+            progress=progress,
+            resume=resume is not None,
+            on_data_loaded=reporter.data_loaded,
+            on_epoch=reporter.epoch,
+        )
     _print_metrics_table(
         {run_config.model: result.metrics},
         title=f"{run_config.model}: {result.metrics['protocol']} ranking, {run_config.split} (± = 95% CI half-width)",
@@ -175,11 +198,100 @@ def train(
     out_console.print(f"run folder: {result.out}")
 
 
+def _run_config(model: str, params: dict[str, Any], data: dict[str, Any], **settings: Any) -> Any:
+    """A RunConfig from CLI values; pydantic's complaints become one line naming the option."""
+    from attnrec.runs import DataSpec, RunConfig
+
+    try:
+        return RunConfig(model=model, params=params, data=DataSpec(**data), **settings)
+    except ValueError as exc:  # pydantic validation of the run options
+        raise ConfigError(_first_error(exc)) from None
+
+
+def _max_epochs(run_config: Any) -> int | None:
+    from attnrec.registry import create_model
+
+    epochs = create_model(run_config.model, run_config.params).get_config().get("epochs")
+    return int(epochs) if isinstance(epochs, int) else None
+
+
+class _TrainReporter:
+    """Prints what training does: the data summary and notes, then one line per epoch with the time left."""
+
+    def __init__(self, console: Console, model: str, *, quiet: bool) -> None:
+        self.console = console
+        self.model = model
+        self.quiet = quiet
+        self.max_epochs: int | None = None
+        self.seconds: list[float] = []
+
+    def data_loaded(self, data: Any) -> None:
+        from attnrec.runs import report_notes
+
+        split = data.split
+        inter = data.interactions
+        self.console.print(
+            f"data: {inter.num_users:,} users, {inter.num_items:,} items, {len(inter):,} events; "
+            f"{split.name} split: train {len(split.train):,}, valid {len(split.valid):,}, "
+            f"test {len(split.test):,} events",
+            highlight=False,
+            soft_wrap=True,
+        )
+        for note in report_notes(data):
+            self.console.print(f"note: {note}", highlight=False, soft_wrap=True)
+
+    def epoch(self, row: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        epoch = int(row.get("epoch", len(self.seconds) + 1))
+        self.seconds.append(float(row.get("seconds", 0.0)) + float(row.get("valid_seconds") or 0.0))
+        parts = [f"{self.model} epoch {epoch}" + (f"/{self.max_epochs}" if self.max_epochs else "")]
+        if row.get("loss") is not None:
+            parts.append(f"loss {float(row['loss']):.4f}")
+        valid = {key[6:]: float(v) for key, v in row.items() if key.startswith("valid_") and key != "valid_seconds"}
+        shown = [m for m in _EPOCH_METRICS if m in valid] or list(valid)[:2]
+        parts += [f"valid {m} {valid[m]:.4f}" for m in shown[:2]]
+        parts.append(f"{self.seconds[-1]:.1f} s")
+        if self.max_epochs:
+            left = (self.max_epochs - epoch) * (sum(self.seconds) / len(self.seconds))
+            parts.append(f"at most {_duration(left)} left" if left > 0 else "last epoch")
+        self.console.print(", ".join(parts), highlight=False, soft_wrap=True)
+
+
+_EPOCH_METRICS = ("ndcg@10", "hr@10", "rmse", "mae", "auc", "logloss")
+"""The validation metrics an epoch line shows (at most two); other models show their first two."""
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _fit_line(metrics: dict[str, Any]) -> str:
+    """``trained in 12.3 s: 30 epochs (best 24)`` / ``15 iterations`` / ``fitted in 0.1 s (closed form)``."""
+    seconds = float(metrics["train_seconds"])
+    fit = metrics.get("fit") or {}
+    kind = fit.get("kind")
+    if kind == "epochs":
+        text = f"trained in {seconds:.1f} s: {fit.get('epochs')} epochs (best {fit.get('best_epoch')})"
+        return text + (", stopped early" if fit.get("stopped_early") else "")
+    if kind == "iterations":
+        return f"trained in {seconds:.1f} s: {fit.get('iterations')} iterations"
+    if kind == "closed-form":
+        return f"fitted in {seconds:.2f} s (closed form)"
+    return f"trained in {seconds:.1f} s ({metrics.get('epochs', 1)} epochs)"  # run folders written before 0.2
+
+
 def _first_error(exc: ValueError) -> str:
     errors = getattr(exc, "errors", None)
     if callable(errors):
         err = errors()[0]
-        field = ".".join(str(p) for p in err.get("loc", ()))
+        names = [str(p) for p in err.get("loc", ()) if not str(p).isdigit()]
+        field = names[-1] if names else "value"
+        field = {"path": "data", "items_path": "items", "item_id_map": "item-map"}.get(field, field)
         return f"--{field.replace('_', '-')}: {err['msg']}; got {err.get('input')!r}"
     return str(exc)
 
@@ -203,13 +315,26 @@ def _print_metrics_table(rows: dict[str, dict[str, Any]], *, title: str, target:
                 value = metrics[t].get(key)
                 bounds = ci.get(t, {}).get(key)
                 text = "" if value is None else f"{value:.4f}"
-                if bounds and None not in bounds:
+                if bounds and None not in bounds and all(b == b for b in bounds):  # no CI from one user
                     text += f" ± {(bounds[1] - bounds[0]) / 2:.4f}"
                 cells.append(text)
             table.add_row(key, *cells)
         out_console.print(table)
         if "train_seconds" in metrics:
-            out_console.print(f"trained in {metrics['train_seconds']:.1f} s ({metrics.get('epochs', 1)} epochs)")
+            out_console.print(_fit_line(metrics), highlight=False, soft_wrap=True)
+        for t in splits:
+            notes = []
+            fallback = metrics.get("fallback_users", {}).get(t)
+            if fallback:
+                notes.append(f"{fallback:,} users answered by the popularity fallback")
+            unreachable = metrics.get("unreachable_targets", {}).get(t)
+            if unreachable:
+                notes.append(
+                    f"{unreachable:,} targets already in the history were unreachable (counted as misses; "
+                    "--keep-seen ranks seen items)"
+                )
+            if notes:
+                out_console.print(f"{t}: " + "; ".join(notes), highlight=False, soft_wrap=True)
         return
     first_k = None
     for metrics in rows.values():
@@ -238,6 +363,10 @@ def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder written by `attnrec train`.")],
     k: Annotated[str | None, typer.Option("--k", help="Cut-offs, comma-separated (default: the run's).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+    data: Annotated[
+        Path | None, typer.Option(help="The run's log at a new place (its sha256 must match the run's).")
+    ] = None,
+    items: Annotated[Path | None, typer.Option("--items", help="The run's --items file at a new place.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Re-evaluate a run folder on its validation and test splits (the data is re-read and checked)."""
@@ -245,7 +374,9 @@ def evaluate(
     from attnrec.runs import reevaluate_run
 
     with RichProgress(err_console, enabled=not (quiet or json_out)) as progress:
-        metrics = reevaluate_run(run, ks=None if k is None else parse_ks(k), progress=progress)
+        metrics = reevaluate_run(
+            run, ks=None if k is None else parse_ks(k), progress=progress, data_path=data, items_path=items
+        )
     if json_out:
         sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
         return
@@ -263,7 +394,7 @@ def recommend(
     k: Annotated[int, typer.Option("--k", help="Number of items.")] = 10,
     explain: Annotated[bool, typer.Option(help="Add the history items that drove each recommendation.")] = False,
     keep_seen: Annotated[bool, typer.Option(help="Allow items already in the history.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON (CONTRACTS.md shape).")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON (docs/contracts.md shape).")] = False,
 ) -> None:
     """Top-k recommendations for users of the run, or for an explicit history (no retraining)."""
     from attnrec.explain.text import recommendations_payload
@@ -293,26 +424,31 @@ def recommend(
     if json_out:
         sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
         return
+    if explain and payload and not model.supports_explain:
+        err_console.print(f"note: {payload[0]['explanation']['note']}: no 'because' column", highlight=False)
+    show_because = explain and model.supports_explain
     for entry in payload:
-        title = f"user {entry['user']}" if entry["user"] else "history"
+        title = f"user {entry['user_id']}" if entry["user_id"] else "history"
         if entry["fallback"]:
-            title += f" ({entry['fallback']} fallback: no personal data)"
+            title += f" ({entry['fallback']} fallback: no personal data; scores are popularity, not the model's)"
         table = Table(title=title)
+        if show_because:
+            table.caption = f"because = {entry['explanation']['note']} ({entry['explanation']['method']})"
         table.add_column("#", justify="right")
         table.add_column("item")
         if features is not None:
             table.add_column("title")
         table.add_column("score", justify="right")
-        if explain:
+        if show_because:
             table.add_column("because")
         for rank, item in enumerate(entry["items"], start=1):
-            cells = [str(rank), item["item"]]
+            cells = [str(rank), item["item_id"]]
             if features is not None:
                 cells.append(item.get("title") or "")
             cells.append(f"{item['score']:.4f}")
-            if explain:
+            if show_because:
                 cells.append(
-                    ", ".join(f"{b.get('title') or b['item']} ({b['weight']:.2f})" for b in item.get("because", []))
+                    ", ".join(f"{b.get('title') or b['item_id']} ({b['weight']:.2f})" for b in item.get("because", []))
                 )
             table.add_row(*cells)
         out_console.print(table)
@@ -352,33 +488,97 @@ def models(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")]
 @app.command()
 @handle_errors
 def benchmark(
-    data: Annotated[Path, typer.Option(help="Interaction log.")],
     models_: Annotated[str, typer.Option("--models", help="Comma-separated model names.")],
     out: Annotated[Path, typer.Option(help="Folder receiving one run folder per model.")],
+    data: o.DataPath = None,
     config_dir: Annotated[
         Path | None, typer.Option(help="Folder of NAME.toml hyperparameter files (optional).")
     ] = None,
-    format: Annotated[str | None, typer.Option("--format", help="Force the --data format.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
-    k: Annotated[str, typer.Option("--k", help="Cut-offs.")] = "10,20",
+    format: o.Format = None,
+    separator: o.Separator = None,
+    user_col: o.UserCol = None,
+    item_col: o.ItemCol = None,
+    time_col: o.TimeCol = None,
+    rating_col: o.RatingCol = None,
+    dedup: o.Dedup = "first",
+    rating_scale: o.RatingScale = None,
+    items: o.ItemsPath = None,
+    items_format: o.ItemsFormat = None,
+    items_id_col: o.ItemsIdCol = None,
+    item_map: o.ItemMap = None,
+    split: o.SplitName = "leave-one-out",
+    test_frac: o.TestFrac = 0.1,
+    valid_frac: o.ValidFrac = 0.1,
+    min_user_interactions: o.MinUser = 0,
+    min_item_interactions: o.MinItem = 0,
+    min_rating: o.MinRating = None,
+    seed: o.Seed = 42,
+    threads: o.Threads = None,
+    k: o.Ks = "10,20",
+    eval_negatives: o.EvalNegatives = None,
+    negative_sampling: o.NegativeSampling = "uniform",
+    keep_seen: o.KeepSeen = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Train and evaluate several models on one dataset (same split) and print a table."""
+    """Train and evaluate several models on one dataset (same data options and split) and print a table."""
     from attnrec.cli.progress import RichProgress
-    from attnrec.runs import DataSpec, RunConfig, train_run
+    from attnrec.runs import train_run
 
+    if data is None:
+        raise ConfigError("benchmark needs --data")
     names = [m.strip() for m in models_.split(",") if m.strip()]
     if not names:
         raise ConfigError(f"--models must list model names; got {models_!r}")
-    results: dict[str, dict[str, Any]] = {}
-    for name in names:
+    spec = o.data_spec(
+        data=data,
+        format=format,
+        separator=separator,
+        user_col=user_col,
+        item_col=item_col,
+        time_col=time_col,
+        rating_col=rating_col,
+        dedup=dedup,
+        rating_scale=rating_scale,
+        items=items,
+        items_format=items_format,
+        items_id_col=items_id_col,
+        item_map=item_map,
+    )
+    configs = []
+    for name in names:  # every configuration is checked before the first model trains
         cfg_file = None if config_dir is None else config_dir / f"{name}.toml"
         params = parse_params(cfg_file if cfg_file is not None and cfg_file.is_file() else None, None)
-        run_config = RunConfig(
-            model=name, params=params, data=DataSpec(path=str(data), format=format), seed=seed, ks=parse_ks(k)
+        configs.append(
+            _run_config(
+                name,
+                params,
+                spec,
+                split=split,
+                test_frac=test_frac,
+                valid_frac=valid_frac,
+                min_user_interactions=min_user_interactions,
+                min_item_interactions=min_item_interactions,
+                min_rating=min_rating,
+                seed=seed,
+                threads=threads,
+                ks=parse_ks(k),
+                eval_negatives=eval_negatives,
+                negative_sampling=negative_sampling,
+                keep_seen=keep_seen,
+            )
         )
+    results: dict[str, dict[str, Any]] = {}
+    for i, run_config in enumerate(configs):
         with RichProgress(err_console, enabled=not json_out) as progress:
-            results[name] = train_run(run_config, out / name, progress=progress).metrics
+            reporter = _TrainReporter(progress.console, run_config.model, quiet=json_out)
+            reporter.max_epochs = _max_epochs(run_config)
+            results[run_config.model] = train_run(
+                run_config,
+                out / run_config.model,
+                progress=progress,
+                on_data_loaded=reporter.data_loaded if i == 0 and not json_out else None,
+                on_epoch=reporter.epoch,
+            ).metrics
     if json_out:
         sys.stdout.write(json.dumps(results, indent=2) + "\n")
         return

@@ -34,6 +34,11 @@ class RichProgress:
         )
         self._tasks: dict[str, TaskID] = {}
 
+    @property
+    def console(self) -> Console:
+        """The console of the bars: lines printed through it appear above the live bars."""
+        return self._progress.console
+
     def __enter__(self) -> RichProgress:
         self._progress.__enter__()
         return self

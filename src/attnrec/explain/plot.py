@@ -53,6 +53,8 @@ def explanation_heatmap(
         raise ConfigError("the history is empty (or none of its items is known): nothing to explain")
     recs = model.recommend_indices(np.asarray([0]), [hist], k=k)
     items = recs.item_idx[0][recs.item_idx[0] > 0]
+    if len(items) == 0:
+        raise ConfigError(f"{who} has already seen every item of the model: nothing left to recommend and explain")
     clipped = np.asarray(hist)[-model.config.max_seq_len :]
     maps = model.attention_maps([clipped])
     n_show = min(last, len(clipped))

@@ -1,4 +1,8 @@
-"""Recommendations as the JSON of CONTRACTS.md, with explanations (``because``) and titles when known."""
+"""Recommendations as the JSON of ``docs/contracts.md``, with explanations (``because``) and titles when known.
+
+One vocabulary with the REST service: ``user_id`` and ``item_id``. The keys ``user`` and ``item`` of attnrec
+0.1 are still written next to them (same values) and will be removed in 0.3 (see ``CHANGELOG.md``).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,33 @@ def _title(features: Any | None, item_id: str) -> str | None:
     return features.title(item_id)  # type: ignore[no-any-return]
 
 
+HISTORY_LEVEL_METHODS = frozenset({"rollout"})
+"""Explanation methods whose weights depend on the history only (the same ``because`` for every item)."""
+
+
+def explanation_info(model: Recommender, explain_method: str | None) -> dict[str, Any]:
+    """``{"method", "item_specific", "note"}``: how the ``because`` lists of ``model`` were made."""
+    if not model.supports_explain:
+        return {
+            "method": None,
+            "item_specific": False,
+            "note": f"model {model.name!r} does not explain its recommendations",
+        }
+    import inspect
+
+    method = explain_method
+    if method is None:
+        default = inspect.signature(model.explain_indices).parameters.get("method")
+        method = None if default is None or default.default is inspect.Parameter.empty else str(default.default)
+    item_specific = method not in HISTORY_LEVEL_METHODS
+    note = (
+        "history items that drove each recommended item"
+        if item_specific
+        else "what this history emphasises (the same for every recommended item)"
+    )
+    return {"method": method, "item_specific": item_specific, "note": note}
+
+
 def recommendations_payload(
     model: Recommender,
     *,
@@ -28,14 +59,18 @@ def recommendations_payload(
     top_because: int = 5,
     explain_method: str | None = None,
 ) -> list[dict[str, Any]]:
-    """``[{"user", "items": [{"item", "score", ["title"], ["because"]}], "fallback"}]`` per request.
+    """``[{"user_id", "items": [{"item_id", "score", ["title"], ["because"]}], "fallback", ["explanation"]}]``.
 
     ``because`` lists the history items that drove each recommendation with their weights (largest first); it
-    is empty when the model cannot explain itself (``supports_explain`` false) or the answer is a fallback.
-    ``explain_method`` picks the model's explanation method (SASRec: ``rollout`` or ``rollout-grad``).
+    is empty when the answer is a fallback. With ``explain``, ``explanation`` (see :func:`explanation_info`)
+    says how the lists were made, or that the model cannot explain itself (then no ``because`` is given).
+    ``explain_method`` picks the model's explanation method (SASRec: ``rollout-grad``, the default, or
+    ``rollout``). The deprecated keys ``user`` / ``item`` repeat ``user_id`` / ``item_id``.
     """
     assert model.users_ is not None and model.items_ is not None
     recs = model.recommend(users, histories=histories, k=k, exclude_seen=exclude_seen)
+    info = explanation_info(model, explain_method) if explain else None
+    can_explain = explain and model.supports_explain
     payload: list[dict[str, Any]] = []
     for row, user in enumerate(recs.users):
         if histories is not None:
@@ -46,25 +81,35 @@ def recommendations_payload(
         valid = recs.item_idx[row] > 0
         item_idx = recs.item_idx[row][valid]
         because: list[list[tuple[int, float]]] = [[] for _ in item_idx]
-        if explain and model.supports_explain and len(hist) and not recs.fallback[row] and len(item_idx):
+        if can_explain and len(hist) and not recs.fallback[row] and len(item_idx):
             extra = {} if explain_method is None else {"method": explain_method}
             because = model.explain_indices(np.asarray(hist), item_idx, top=top_because, **extra)
         for pos, idx in enumerate(item_idx.tolist()):
             item_id = model.items_.id(idx)
-            entry: dict[str, Any] = {"item": item_id, "score": float(recs.scores[row][valid][pos])}
+            entry: dict[str, Any] = {"item_id": item_id, "score": float(recs.scores[row][valid][pos])}
             title = _title(features, item_id)
             if title is not None:
                 entry["title"] = title
-            if explain:
+            if can_explain:
                 reasons = []
                 for hidx, weight in because[pos]:
                     hid = model.items_.id(int(hidx))
-                    reason: dict[str, Any] = {"item": hid, "weight": round(float(weight), 6)}
+                    reason: dict[str, Any] = {"item_id": hid, "weight": round(float(weight), 6)}
                     htitle = _title(features, hid)
                     if htitle is not None:
                         reason["title"] = htitle
+                    reason["item"] = hid  # deprecated key (0.1), removed in 0.3
                     reasons.append(reason)
                 entry["because"] = reasons
+            entry["item"] = item_id  # deprecated key (0.1), removed in 0.3
             entries.append(entry)
-        payload.append({"user": user, "items": entries, "fallback": "popularity" if recs.fallback[row] else None})
+        answer: dict[str, Any] = {
+            "user_id": user,
+            "items": entries,
+            "fallback": "popularity" if recs.fallback[row] else None,
+        }
+        if info is not None:
+            answer["explanation"] = info
+        answer["user"] = user  # deprecated key (0.1), removed in 0.3
+        payload.append(answer)
     return payload

@@ -60,6 +60,7 @@ class ALS(Recommender):
 
     name = "als"
     config_class = ALSConfig
+    fit_kind = "iterations"
     citation = "Hu, Koren & Volinsky, Collaborative Filtering for Implicit Feedback Datasets, ICDM 2008"
     uses_history = True
     config: ALSConfig

@@ -42,6 +42,7 @@ class BPR(Recommender):
 
     name = "bpr"
     config_class = BPRConfig
+    fit_kind = "iterations"
     citation = "Rendle et al., BPR: Bayesian Personalized Ranking from Implicit Feedback, UAI 2009"
     uses_history = False
     config: BPRConfig

@@ -46,6 +46,7 @@ class BiasedMF(Recommender):
 
     name = "mf"
     config_class = BiasedMFConfig
+    fit_kind = "epochs"
     citation = "Koren, Bell & Volinsky, Matrix Factorization Techniques for Recommender Systems, IEEE Computer 2009"
     uses_history = False
     predicts_ratings = True

@@ -198,6 +198,7 @@ class SASRec(Recommender):
 
     name = "sasrec"
     config_class = SASRecConfig
+    fit_kind = "epochs"
     citation = CITATION
     uses_history = True
     supports_explain = True
@@ -362,10 +363,11 @@ class SASRec(Recommender):
         return [m.float() for m in net.encoder.attention_maps(net.embed(x), mask)]
 
     def explain_indices(
-        self, history: np.ndarray, items: np.ndarray, *, top: int = 5, method: str = "rollout"
+        self, history: np.ndarray, items: np.ndarray, *, top: int = 5, method: str = "rollout-grad"
     ) -> list[list[tuple[int, float]]]:
-        """History items (index, weight) that drove each of ``items``: attention rollout of the last position
-        (``method="rollout"``) or its item-specific gradient-weighted variant (``"rollout-grad"``); see
+        """History items (index, weight) that drove each of ``items``: by default the item-specific
+        gradient-weighted attention rollout (``method="rollout-grad"``, different for every item), or the plain
+        rollout of the last position (``"rollout"``: what the history emphasises, the same for every item); see
         :mod:`attnrec.explain.attention`."""
         from attnrec.explain.attention import explain_history
 
