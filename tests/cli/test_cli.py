@@ -1,4 +1,4 @@
-"""The command line: run folders per CONTRACTS.md, JSON shapes, and one-line errors with exit status 2."""
+"""The command line: run folders per docs/contracts.md, JSON shapes, and one-line errors with exit status 2."""
 
 from __future__ import annotations
 

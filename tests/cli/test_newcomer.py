@@ -283,3 +283,24 @@ def test_heatmap_leaves_the_matplotlib_backend_alone(tmp_path: Path) -> None:
         assert (tmp_path / "x.png").stat().st_size > 1000
     finally:
         matplotlib.use(before)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["benchmark", "--data", "x.csv"], "Missing option '--models'"),
+        (["trian"], "No such command 'trian'"),
+        (["train", "--nope"], "No such option: --nope"),
+    ],
+)
+def test_usage_errors_of_the_console_script_are_one_line(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from attnrec.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], err

@@ -11,7 +11,6 @@ from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -19,6 +18,11 @@ from rich.table import Table
 from attnrec.cli import options as o
 from attnrec.cli.options import parse_ks
 from attnrec.errors import AttnRecError, ConfigError
+
+try:  # typer >= 0.2x ships its own copy of click; older versions use click itself
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 app = typer.Typer(
     name="attnrec",
@@ -54,7 +58,7 @@ def handle_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+        except (typer.Exit, typer.Abort, click_exceptions.ClickException):
             raise
         except AttnRecError as exc:
             raise fail(_one_line(str(exc))) from None
@@ -613,8 +617,28 @@ def _register_optional() -> None:
 _register_optional()
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """The console entry point: usage errors (a missing option, ``--k abc``) are one line with exit status 2 too."""
+    try:
+        result = app(args=argv, prog_name="attnrec", standalone_mode=False)
+    except click_exceptions.NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click_exceptions.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "attnrec"
+        err_console.print(
+            f"[bold red]error:[/] {_one_line(exc.format_message())} (see `{where} --help`)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(exc.exit_code)
+    except click_exceptions.ClickException as exc:
+        err_console.print(f"[bold red]error:[/] {_one_line(exc.format_message())}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("[bold red]error:[/] interrupted", highlight=False)
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

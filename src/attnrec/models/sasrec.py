@@ -3,8 +3,9 @@
 Wang-Cheng Kang and Julian McAuley. "Self-Attentive Sequential Recommendation." ICDM 2018.
 https://arxiv.org/abs/1808.09781
 
-Trained by default with full softmax cross-entropy over all items ("SASRec+", Klenitskiy & Vasilev, "Turning
-Dross Into Gold Loss: is BERT4Rec really better than SASRec?", RecSys 2023); the original BCE loss, sampled
+Trained by default with full softmax cross-entropy over all items except the user's other items of the same
+training window, on sliding windows ("SASRec+", Klenitskiy & Vasilev, "Turning Dross Into Gold Loss: is BERT4Rec
+really better than SASRec?", RecSys 2023); the original BCE loss, sampled
 softmax and gBCE (Petrov & Macdonald, "gSASRec", RecSys 2023) are options. Deviations from the paper and the
 speed measurements: ``docs/models/sasrec.md``.
 """

@@ -1,6 +1,6 @@
 """The FastAPI application: ``create_app(settings)``; nothing is loaded at import time.
 
-Endpoints (shapes in CONTRACTS.md and ``docs/serving.md``): ``GET /health``, ``GET /ready``, ``POST /events``,
+Endpoints (shapes in ``docs/contracts.md`` and ``docs/serving.md``): ``GET /health``, ``GET /ready``, ``POST /events``,
 ``GET /users/{user_id}/history``, ``GET /users/{user_id}/recommendations``, ``POST /recommendations``,
 ``POST /admin/reload``, ``GET /metrics`` and the OpenAPI schema at ``/openapi.json`` with its browsers ``/docs``
 (Swagger UI) and ``/redoc``, whose JavaScript and CSS are served from ``/docs-assets`` (files shipped by the

@@ -1,4 +1,4 @@
-"""Request and response models of the REST service (the JSON shapes of CONTRACTS.md)."""
+"""Request and response models of the REST service (the JSON shapes of ``docs/contracts.md``)."""
 
 from __future__ import annotations
 
