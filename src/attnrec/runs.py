@@ -424,7 +424,8 @@ def report_notes(data: LoadedData) -> list[str]:
     notes = list(getattr(data.load_report, "notes", ()) or ())
     split = data.split_report
     if split is not None and split.events_removed:
-        notes += [f"filtered on the {split.filtered_on}: {line}" for line in split.lines()]
+        basis = "the training part" if split.filtered_on == "train" else "the whole log"
+        notes += [f"filters applied on {basis}: {line}" for line in split.lines()]
     return notes
 
 
