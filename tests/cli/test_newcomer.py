@@ -304,3 +304,15 @@ def test_usage_errors_of_the_console_script_are_one_line(
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], err
+
+
+def test_resume_refuses_changed_data_and_keeps_the_run(spreadsheet_log: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    sets = ["--set", "epochs=1", "--set", "embed_dim=8", "--set", "max_seq_len=8"]
+    args = ["train", "--data", str(spreadsheet_log), *SHOP_COLUMNS, "--model", "sasrec", *sets, "--out", str(out)]
+    assert runner.invoke(app, [*args, "--quiet"]).exit_code == 0
+    spreadsheet_log.write_text(spreadsheet_log.read_text().replace("SKU-01", "SKU-77"))
+    result = runner.invoke(app, ["train", "--resume", str(out), "--quiet"])
+    assert result.exit_code == 2
+    assert "data changed since the run started" in result.stderr and "sha256" in result.stderr
+    assert (out / "model.safetensors").is_file() and (out / "checkpoints").is_dir()
