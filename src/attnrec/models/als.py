@@ -14,6 +14,7 @@ known user with new events, an unknown user) gets a factor recomputed in closed 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,6 +24,7 @@ from threadpoolctl import threadpool_limits
 from attnrec.base import Recommender
 from attnrec.config import ModelConfig
 from attnrec.data.interactions import Interactions
+from attnrec.errors import DataError
 from attnrec.models._history import csr_from_state, csr_state, history_matrix
 from attnrec.training.options import TrainingOptions
 
@@ -64,6 +66,15 @@ class ALS(Recommender):
     citation = "Hu, Koren & Volinsky, Collaborative Filtering for Implicit Feedback Datasets, ICDM 2008"
     uses_history = True
     config: ALSConfig
+
+    def fit(
+        self, train: Interactions, valid: Interactions | None = None, *, options: TrainingOptions | None = None
+    ) -> Self:
+        """Fit on ``train``; raises :class:`~attnrec.errors.DataError` before touching any state when the
+        training split is empty."""
+        if len(train) == 0:
+            raise DataError("als needs at least one training event to learn from; the training split is empty")
+        return super().fit(train, valid, options=options)
 
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainingOptions) -> None:
         self._threads = options.threads or 0  # implicit: 0 = all cores

@@ -14,6 +14,7 @@ bit-for-bit reproducible; ``threads=1`` is.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Self
 
 import numpy as np
 from pydantic import Field
@@ -22,6 +23,7 @@ from threadpoolctl import threadpool_limits
 from attnrec.base import Recommender
 from attnrec.config import ModelConfig
 from attnrec.data.interactions import Interactions
+from attnrec.errors import DataError
 from attnrec.training.options import TrainingOptions
 
 
@@ -46,6 +48,23 @@ class BPR(Recommender):
     citation = "Rendle et al., BPR: Bayesian Personalized Ranking from Implicit Feedback, UAI 2009"
     uses_history = False
     config: BPRConfig
+
+    def fit(
+        self, train: Interactions, valid: Interactions | None = None, *, options: TrainingOptions | None = None
+    ) -> Self:
+        """Fit on ``train``; raises :class:`~attnrec.errors.DataError` before touching any state when no
+        training user has a negative item (one they have not interacted with)."""
+        if len(train) == 0:
+            raise DataError("bpr needs at least one training event to learn from; the training split is empty")
+        seen = np.diff(train.matrix(values="binary").tocsr().indptr)  # distinct items per user
+        seen = seen[seen > 0]
+        if int(seen.min()) >= train.num_items:
+            raise DataError(
+                "bpr needs a training user with at least one item they have not interacted with (a negative) to "
+                f"learn pairwise preferences; every one of the {len(seen)} training users has "
+                f"interacted with all {train.num_items} items"
+            )
+        return super().fit(train, valid, options=options)
 
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainingOptions) -> None:
         from implicit.cpu.bpr import BayesianPersonalizedRanking

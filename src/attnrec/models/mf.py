@@ -16,6 +16,7 @@ not use histories: unknown users get the popularity fallback, flagged.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Self
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ from pydantic import Field
 from attnrec.base import Recommender
 from attnrec.config import ModelConfig
 from attnrec.data.interactions import Interactions
-from attnrec.errors import ConfigError, ModelFitError
+from attnrec.errors import ConfigError, DataError, ModelFitError
 from attnrec.training.options import TrainingOptions
 
 
@@ -52,11 +53,26 @@ class BiasedMF(Recommender):
     predicts_ratings = True
     config: BiasedMFConfig
 
-    def _fit(self, train: Interactions, valid: Interactions | None, options: TrainingOptions) -> None:
+    def fit(
+        self, train: Interactions, valid: Interactions | None = None, *, options: TrainingOptions | None = None
+    ) -> Self:
+        """Fit on ``train``; raises :class:`~attnrec.errors.DataError` before touching any state when there is
+        no rating to fit (empty split, missing or non-finite ratings)."""
+        if len(train) == 0:
+            raise DataError("mf needs at least one rated training event to learn from; the training split is empty")
         if train.rating is None:
             raise ConfigError(
                 "model 'mf' (BiasedMF) needs explicit ratings: the training interactions have no 'rating' column"
             )
+        bad = int((~np.isfinite(train.rating)).sum())
+        if bad:
+            raise DataError(
+                f"mf needs a finite rating on every training event; the training split has {bad} missing or "
+                f"non-finite rating{'s' if bad != 1 else ''} out of {len(train)}"
+            )
+        return super().fit(train, valid, options=options)
+
+    def _fit(self, train: Interactions, valid: Interactions | None, options: TrainingOptions) -> None:
         old_threads = torch.get_num_threads()
         if options.threads:
             torch.set_num_threads(options.threads)

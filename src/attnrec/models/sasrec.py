@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from attnrec.base import Recommender
 from attnrec.config import ModelConfig
 from attnrec.data.interactions import Interactions
-from attnrec.errors import ConfigError
+from attnrec.errors import ConfigError, DataError
 from attnrec.nn.transformer import FastDropout, TransformerEncoder, attention_mask, positions_from_start
 from attnrec.training.losses import ItemLoss, make_loss
 from attnrec.training.options import TrainingOptions
@@ -158,6 +158,18 @@ def training_windows(sequences: Sequence[np.ndarray], max_len: int, step: int = 
     return inputs, targets
 
 
+def check_trainable(train: Interactions) -> None:
+    """Raise :class:`~attnrec.errors.DataError` when ``train`` holds no next-item pair (no user with 2+ events)."""
+    counts = np.diff(train.sequence_offsets())[1:]
+    if int(counts.max(initial=0)) < 2:
+        users = int((counts > 0).sum())
+        found = "is empty" if users == 0 else f"has {users} user{'s' if users != 1 else ''} with at most 1 event each"
+        raise DataError(
+            "sasrec needs at least one user with 2 or more training events to learn next-item transitions; "
+            f"the training split {found}"
+        )
+
+
 def resolved_sliding_window_step(config: SASRecConfig) -> int:
     """``sliding_window_step`` with None resolved (``max_seq_len``)."""
     return config.max_seq_len if config.sliding_window_step is None else config.sliding_window_step
@@ -221,6 +233,14 @@ class SASRec(Recommender):
         self.history_: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ training
+    def fit(
+        self, train: Interactions, valid: Interactions | None = None, *, options: TrainingOptions | None = None
+    ) -> Self:
+        """Fit on ``train``; raises :class:`~attnrec.errors.DataError` before touching any state when no user has
+        the 2 training events one next-item pair needs."""
+        check_trainable(train)
+        return super().fit(train, valid, options=options)
+
     def _batches(self, inputs: Tensor, targets: Tensor, lengths: Tensor) -> Any:
         bs = self.config.batch_size
 
