@@ -101,39 +101,16 @@ def parse_params(config_file: Path | None, sets: list[str] | None) -> dict[str, 
 
 @app.command()
 @handle_errors
+@o.with_log_options
 def train(
-    data: o.DataPath = None,
+    log: o.LogOptions,
     model: Annotated[str | None, typer.Option(help="Model name (see `attnrec models`).")] = None,
     out: Annotated[Path | None, typer.Option(help="Run folder to create.")] = None,
-    format: o.Format = None,
-    separator: o.Separator = None,
-    user_col: o.UserCol = None,
-    item_col: o.ItemCol = None,
-    time_col: o.TimeCol = None,
-    rating_col: o.RatingCol = None,
-    dedup: o.Dedup = "first",
-    rating_scale: o.RatingScale = None,
-    items: o.ItemsPath = None,
-    items_format: o.ItemsFormat = None,
-    items_id_col: o.ItemsIdCol = None,
-    item_map: o.ItemMap = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of hyperparameters.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a hyperparameter: key=value.")] = None,
-    split: o.SplitName = "leave-one-out",
-    test_frac: o.TestFrac = 0.1,
-    valid_frac: o.ValidFrac = 0.1,
-    min_user_interactions: o.MinUser = 0,
-    min_item_interactions: o.MinItem = 0,
-    min_rating: o.MinRating = None,
-    seed: o.Seed = 42,
-    threads: o.Threads = None,
     processes: Annotated[
         int, typer.Option(help="Data-parallel training processes for neural models (each with --threads threads).")
     ] = 1,
-    k: o.Ks = "10,20",
-    eval_negatives: o.EvalNegatives = None,
-    negative_sampling: o.NegativeSampling = "uniform",
-    keep_seen: o.KeepSeen = False,
     resume: Annotated[
         Path | None, typer.Option(help="Continue a killed run from its folder (other options are read from it).")
     ] = None,
@@ -147,41 +124,12 @@ def train(
         run_config = read_run_config(resume)
         out = resume
     else:
-        missing = [name for name, value in (("--data", data), ("--model", model), ("--out", out)) if value is None]
+        missing = [n for n, v in (("--data", log.data), ("--model", model), ("--out", out)) if v is None]
         if missing:
             raise ConfigError(f"train needs {', '.join(missing)}")
-        assert data is not None and model is not None
+        assert model is not None
         run_config = _run_config(
-            model,
-            parse_params(config, set_),
-            o.data_spec(
-                data=data,
-                format=format,
-                separator=separator,
-                user_col=user_col,
-                item_col=item_col,
-                time_col=time_col,
-                rating_col=rating_col,
-                dedup=dedup,
-                rating_scale=rating_scale,
-                items=items,
-                items_format=items_format,
-                items_id_col=items_id_col,
-                item_map=item_map,
-            ),
-            split=split,
-            test_frac=test_frac,
-            valid_frac=valid_frac,
-            min_user_interactions=min_user_interactions,
-            min_item_interactions=min_item_interactions,
-            min_rating=min_rating,
-            seed=seed,
-            threads=threads,
-            processes=processes,
-            ks=parse_ks(k),
-            eval_negatives=eval_negatives,
-            negative_sampling=negative_sampling,
-            keep_seen=keep_seen,
+            model, parse_params(config, set_), log.data_spec(), processes=processes, **log.run_settings()
         )
     assert out is not None
     with RichProgress(err_console, enabled=not quiet) as progress:
@@ -491,86 +439,29 @@ def models(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 @app.command()
 @handle_errors
+@o.with_log_options
 def benchmark(
+    log: o.LogOptions,
     models_: Annotated[str, typer.Option("--models", help="Comma-separated model names.")],
     out: Annotated[Path, typer.Option(help="Folder receiving one run folder per model.")],
-    data: o.DataPath = None,
     config_dir: Annotated[
         Path | None, typer.Option(help="Folder of NAME.toml hyperparameter files (optional).")
     ] = None,
-    format: o.Format = None,
-    separator: o.Separator = None,
-    user_col: o.UserCol = None,
-    item_col: o.ItemCol = None,
-    time_col: o.TimeCol = None,
-    rating_col: o.RatingCol = None,
-    dedup: o.Dedup = "first",
-    rating_scale: o.RatingScale = None,
-    items: o.ItemsPath = None,
-    items_format: o.ItemsFormat = None,
-    items_id_col: o.ItemsIdCol = None,
-    item_map: o.ItemMap = None,
-    split: o.SplitName = "leave-one-out",
-    test_frac: o.TestFrac = 0.1,
-    valid_frac: o.ValidFrac = 0.1,
-    min_user_interactions: o.MinUser = 0,
-    min_item_interactions: o.MinItem = 0,
-    min_rating: o.MinRating = None,
-    seed: o.Seed = 42,
-    threads: o.Threads = None,
-    k: o.Ks = "10,20",
-    eval_negatives: o.EvalNegatives = None,
-    negative_sampling: o.NegativeSampling = "uniform",
-    keep_seen: o.KeepSeen = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Train and evaluate several models on one dataset (same data options and split) and print a table."""
     from attnrec.cli.progress import RichProgress
     from attnrec.runs import train_run
 
-    if data is None:
-        raise ConfigError("benchmark needs --data")
     names = [m.strip() for m in models_.split(",") if m.strip()]
     if not names:
         raise ConfigError(f"--models must list model names; got {models_!r}")
-    spec = o.data_spec(
-        data=data,
-        format=format,
-        separator=separator,
-        user_col=user_col,
-        item_col=item_col,
-        time_col=time_col,
-        rating_col=rating_col,
-        dedup=dedup,
-        rating_scale=rating_scale,
-        items=items,
-        items_format=items_format,
-        items_id_col=items_id_col,
-        item_map=item_map,
-    )
+    spec, settings = log.data_spec(), log.run_settings()
     configs = []
     for name in names:  # every configuration is checked before the first model trains
         cfg_file = None if config_dir is None else config_dir / f"{name}.toml"
         params = parse_params(cfg_file if cfg_file is not None and cfg_file.is_file() else None, None)
-        configs.append(
-            _run_config(
-                name,
-                params,
-                spec,
-                split=split,
-                test_frac=test_frac,
-                valid_frac=valid_frac,
-                min_user_interactions=min_user_interactions,
-                min_item_interactions=min_item_interactions,
-                min_rating=min_rating,
-                seed=seed,
-                threads=threads,
-                ks=parse_ks(k),
-                eval_negatives=eval_negatives,
-                negative_sampling=negative_sampling,
-                keep_seen=keep_seen,
-            )
-        )
+        configs.append(_run_config(name, params, spec, **settings))
     results: dict[str, dict[str, Any]] = {}
     for i, run_config in enumerate(configs):
         with RichProgress(err_console, enabled=not json_out) as progress:
@@ -586,7 +477,7 @@ def benchmark(
     if json_out:
         sys.stdout.write(json.dumps(results, indent=2) + "\n")
         return
-    _print_metrics_table(results, title=f"{data}: test")
+    _print_metrics_table(results, title=f"{log.data}: test")
 
 
 @app.command()

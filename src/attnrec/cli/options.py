@@ -7,8 +7,12 @@ help text; :func:`data_spec` and :func:`run_settings` turn the values into the l
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -103,37 +107,130 @@ def parse_ks(text: str) -> tuple[int, ...]:
     return ks
 
 
-def data_spec(
-    *,
-    data: Path,
-    format: str | None,
-    separator: str | None,
-    user_col: str | None,
-    item_col: str | None,
-    time_col: str | None,
-    rating_col: str | None,
-    dedup: str,
-    rating_scale: str | None,
-    items: Path | None,
-    items_format: str | None,
-    items_id_col: str | None,
-    item_map: Path | None,
-) -> dict[str, Any]:
-    """The ``DataSpec`` fields of the data options (``train_run`` records the paths absolute in config.json)."""
-    from attnrec.data.loaders import parse_rating_scale
+@dataclass(frozen=True)
+class LogOptions:
+    """The values of the shared options, as one object handed to the command (see :func:`with_log_options`)."""
 
-    return {
-        "path": str(data),
-        "format": format,
-        "separator": parse_separator(separator),
-        "user_col": user_col,
-        "item_col": item_col,
-        "time_col": time_col,
-        "rating_col": rating_col,
-        "dedup": dedup,
-        "rating_scale": None if rating_scale is None else parse_rating_scale(rating_scale),
-        "items_path": None if items is None else str(items),
-        "items_format": items_format,
-        "items_id_col": items_id_col,
-        "item_id_map": None if item_map is None else str(item_map),
-    }
+    data: Path | None = None
+    format: str | None = None
+    separator: str | None = None
+    user_col: str | None = None
+    item_col: str | None = None
+    time_col: str | None = None
+    rating_col: str | None = None
+    dedup: str = "first"
+    rating_scale: str | None = None
+    items: Path | None = None
+    items_format: str | None = None
+    items_id_col: str | None = None
+    item_map: Path | None = None
+    split: str = "leave-one-out"
+    test_frac: float = 0.1
+    valid_frac: float = 0.1
+    min_user_interactions: int = 0
+    min_item_interactions: int = 0
+    min_rating: float | None = None
+    seed: int = 42
+    threads: int | None = None
+    k: str = "10,20"
+    eval_negatives: int | None = None
+    negative_sampling: str = "uniform"
+    keep_seen: bool = False
+
+    def data_spec(self) -> dict[str, Any]:
+        """The ``DataSpec`` fields (``train_run`` records the paths absolute in config.json)."""
+        from attnrec.data.loaders import parse_rating_scale
+
+        if self.data is None:
+            raise ConfigError("--data is required: the interaction log to read")
+        return {
+            "path": str(self.data),
+            "format": self.format,
+            "separator": parse_separator(self.separator),
+            "user_col": self.user_col,
+            "item_col": self.item_col,
+            "time_col": self.time_col,
+            "rating_col": self.rating_col,
+            "dedup": self.dedup,
+            "rating_scale": None if self.rating_scale is None else parse_rating_scale(self.rating_scale),
+            "items_path": None if self.items is None else str(self.items),
+            "items_format": self.items_format,
+            "items_id_col": self.items_id_col,
+            "item_id_map": None if self.item_map is None else str(self.item_map),
+        }
+
+    def run_settings(self) -> dict[str, Any]:
+        """The ``RunConfig`` fields other than model, params and data."""
+        return {
+            "split": self.split,
+            "test_frac": self.test_frac,
+            "valid_frac": self.valid_frac,
+            "min_user_interactions": self.min_user_interactions,
+            "min_item_interactions": self.min_item_interactions,
+            "min_rating": self.min_rating,
+            "seed": self.seed,
+            "threads": self.threads,
+            "ks": parse_ks(self.k),
+            "eval_negatives": self.eval_negatives,
+            "negative_sampling": self.negative_sampling,
+            "keep_seen": self.keep_seen,
+        }
+
+
+_OPTION_TYPES: dict[str, Any] = {
+    "data": DataPath,
+    "format": Format,
+    "separator": Separator,
+    "user_col": UserCol,
+    "item_col": ItemCol,
+    "time_col": TimeCol,
+    "rating_col": RatingCol,
+    "dedup": Dedup,
+    "rating_scale": RatingScale,
+    "items": ItemsPath,
+    "items_format": ItemsFormat,
+    "items_id_col": ItemsIdCol,
+    "item_map": ItemMap,
+    "split": SplitName,
+    "test_frac": TestFrac,
+    "valid_frac": ValidFrac,
+    "min_user_interactions": MinUser,
+    "min_item_interactions": MinItem,
+    "min_rating": MinRating,
+    "seed": Seed,
+    "threads": Threads,
+    "k": Ks,
+    "eval_negatives": EvalNegatives,
+    "negative_sampling": NegativeSampling,
+    "keep_seen": KeepSeen,
+}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_log_options(func: F) -> F:
+    """Give a typer command every option of :class:`LogOptions`; the command receives them as ``log``.
+
+    The command's own parameters come first in ``--help``; the shared ones follow in their panels. The
+    signature typer reads is rewritten, so each command that reads a log offers the same flags with the same
+    defaults and help, declared once here.
+    """
+    sig = inspect.signature(func, eval_str=True)
+    if "log" not in sig.parameters:
+        raise TypeError(f"{func.__name__} must take a 'log: LogOptions' parameter")
+    own = [p for p in sig.parameters.values() if p.name != "log"]
+    defaults = LogOptions()
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=getattr(defaults, name))
+        for name, kind in _OPTION_TYPES.items()
+    ]
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name in _OPTION_TYPES if name in kwargs}
+        return func(*args, log=LogOptions(**values), **kwargs)
+
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared
+    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper  # type: ignore[return-value]
