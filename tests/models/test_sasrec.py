@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -215,3 +216,57 @@ def test_fast_dropout_keeps_expectation() -> None:
     assert abs(float((y == 0).float().mean()) - 0.25) < 0.01
     assert abs(float(y.mean()) - 1.0) < 0.01
     assert fast_dropout(x, 0.25, False) is x
+
+
+@pytest.mark.parametrize("exclude_window", [True, False])
+def test_trimmed_batch_has_the_loss_and_gradients_of_the_padded_one(exclude_window: bool) -> None:
+    # oracle for the short-sequence speed path: a batch cut to its longest real window (what `_batches` yields)
+    # gives the same loss, target count and gradients as the same windows padded to max_seq_len
+    from attnrec.models.sasrec import next_item_loss
+    from attnrec.training.losses import make_loss
+
+    seqs = [np.array([3, 4, 5, 6]), np.array([7, 8]), np.array([9, 2, 11]), np.array([1, 5])]
+    x, y = (torch.from_numpy(a) for a in training_windows(seqs, 12))
+    width = int((x > 0).sum(1).max())
+    assert width == 3 and x.shape[1] == 12
+
+    def run(xb: torch.Tensor, yb: torch.Tensor) -> tuple[float, int, dict[str, torch.Tensor]]:
+        module = net(dropout=0.0)
+        module.train()
+        loss_fn = next_item_loss(module, module.item_emb.weight, make_loss("ce", 19), exclude_window=exclude_window)
+        loss, n = loss_fn((xb, yb), torch.Generator().manual_seed(0))
+        loss.backward()
+        return float(loss.detach()), n, {k: p.grad.clone() for k, p in module.named_parameters() if p.grad is not None}
+
+    loss_full, n_full, grads_full = run(x, y)
+    loss_cut, n_cut, grads_cut = run(x[:, :width], y[:, :width])
+    assert n_full == n_cut == 7  # every real target, and nothing else, is in the loss
+    assert loss_cut == pytest.approx(loss_full, rel=1e-6)
+    assert grads_full.keys() == grads_cut.keys()
+    for k in grads_full:
+        torch.testing.assert_close(grads_cut[k], grads_full[k], rtol=1e-5, atol=1e-7)
+
+
+def test_training_batches_are_cut_to_their_longest_real_window() -> None:
+    seqs = [np.arange(1, n + 2) for n in (1, 2, 3, 5, 8, 13, 1, 2, 2, 3)]
+    x, y = (torch.from_numpy(a) for a in training_windows(seqs, 20))
+    lengths = (x > 0).sum(1)
+    batches = list(SASRec(TINY, batch_size=3)._batches(x, y, lengths)(1, torch.Generator().manual_seed(0)))
+    assert sum(int((yb > 0).sum()) for _, yb in batches) == int(lengths.sum())
+    for xb, yb in batches:
+        assert xb.shape[1] == int((xb > 0).sum(1).max()) == yb.shape[1] < 20
+
+
+def test_batch_tokens_fills_steps_with_short_windows() -> None:
+    seqs = [np.arange(1, n + 2) for n in (1, 2, 3, 5, 8, 13, 1, 2, 2, 3) * 6]
+    x, y = (torch.from_numpy(a) for a in training_windows(seqs, 20))
+    lengths = (x > 0).sum(1)
+    make = SASRec(TINY, batch_size=4, batch_tokens=30)._batches(x, y, lengths)
+    batches = list(make(1, torch.Generator().manual_seed(0)))
+    targets = [int((yb > 0).sum()) for _, yb in batches]
+    assert sum(targets) == int(lengths.sum())  # every target once
+    longest = int(lengths.max())  # 13: a step misses the budget by less than one window (but the last step)
+    assert sum(abs(t - 30) < longest for t in targets) >= len(targets) - 1
+    assert len(batches) < math.ceil(len(x) / 4)  # fewer steps than batch_size windows would need
+    model = SASRec(TINY, epochs=2, batch_tokens=30).fit(planted_sequences(40, 20, length=6, seed=2), options=opts())
+    assert model.history_[-1]["epoch"] == 2

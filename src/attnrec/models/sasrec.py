@@ -73,6 +73,13 @@ class SASRecConfig(ModelConfig):
         description="Extra training windows every this many items for histories longer than "
         "max_seq_len + 1 (None: max_seq_len, non-overlapping windows; 0: only the most recent window).",
     )
+    batch_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Target tokens per step instead of batch_size windows (None: batch_size windows). For "
+        "short-session data: many short windows per step and fewer steps, which amortises the fixed cost of a "
+        "step; it changes the optimisation (re-tune lr and epochs).",
+    )
     length_bucketing: bool = Field(
         True, description="Batch sequences of similar length (fewer padded positions; batch order shuffled)."
     )
@@ -242,7 +249,9 @@ class SASRec(Recommender):
         return super().fit(train, valid, options=options)
 
     def _batches(self, inputs: Tensor, targets: Tensor, lengths: Tensor) -> Any:
-        bs = self.config.batch_size
+        bs, budget = self.config.batch_size, self.config.batch_tokens
+        if budget is not None:  # windows per step, for the size of the bucketing pools
+            bs = max(1, math.ceil(budget * len(lengths) / max(int(lengths.sum()), 1)))
 
         def batches(epoch: int, gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
             perm = torch.randperm(len(inputs), generator=gen)
@@ -250,7 +259,12 @@ class SASRec(Recommender):
                 pool = bs * 50
                 parts = [p[torch.argsort(lengths[p], stable=True)] for p in perm.split(pool)]
                 perm = torch.cat(parts)
-            chunks = list(perm.split(bs))
+            if budget is None:
+                chunks = list(perm.split(bs))
+            else:  # consecutive windows until about `budget` targets (a step exceeds it by less than one window)
+                step_of = (lengths[perm].cumsum(0) - 1) // budget
+                sizes = torch.bincount(step_of)
+                chunks = list(perm.split(sizes[sizes > 0].tolist()))
             for j in torch.randperm(len(chunks), generator=gen).tolist():
                 idx = chunks[j]
                 width = int(lengths[idx].max())
@@ -304,7 +318,10 @@ class SASRec(Recommender):
             ),
             options,
         )
-        num_batches = math.ceil(len(inputs) / c.batch_size)
+        if c.batch_tokens is None:
+            num_batches = math.ceil(len(inputs) / c.batch_size)
+        else:
+            num_batches = max(1, math.ceil(int(lengths.sum()) / c.batch_tokens))
         result = trainer.fit(
             net,
             self._batches(inputs, targets, lengths),
