@@ -316,3 +316,23 @@ def test_resume_refuses_changed_data_and_keeps_the_run(spreadsheet_log: Path, tm
     assert result.exit_code == 2
     assert "data changed since the run started" in result.stderr and "sha256" in result.stderr
     assert (out / "model.safetensors").is_file() and (out / "checkpoints").is_dir()
+
+
+def test_items_file_uses_the_logs_item_column_or_its_own(spreadsheet_log: Path, tmp_path: Path) -> None:
+    items = tmp_path / "items.csv"
+    items.write_text("sku,title\n" + "".join(f"SKU-{i:02d},Product {i}\n" for i in range(30)))
+    out = tmp_path / "run"
+    base = ["train", "--data", str(spreadsheet_log), *SHOP_COLUMNS, "--model", "ease", "--quiet"]
+    result = runner.invoke(app, [*base, "--items", str(items), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["recommend", str(out), "--user", "cust-001", "--k", "3", "--json"])
+    assert all(item["title"].startswith("Product ") for item in json.loads(result.stdout)[0]["items"])
+
+    other = tmp_path / "catalogue.csv"
+    other.write_text("product_code,title\n" + "".join(f"SKU-{i:02d},Product {i}\n" for i in range(30)))
+    result = runner.invoke(app, [*base, "--items", str(other), "--out", str(tmp_path / "r2")])
+    assert result.exit_code == 2 and "--items-id-col" in result.stderr and "product_code" in result.stderr
+    result = runner.invoke(
+        app, [*base, "--items", str(other), "--items-id-col", "product_code", "--out", str(tmp_path / "r3")]
+    )
+    assert result.exit_code == 0, result.output

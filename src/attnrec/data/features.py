@@ -453,7 +453,9 @@ def resolve_id_column(
         if candidate is not None and _find_column(found, candidate) is not None:
             return _find_column(found, candidate) or candidate
     aliases = ((log_col,) if log_col else ()) + _ALIASES.get(kind, ())
-    hint = _column_hint(found, aliases, flag, "id_col", sep=separator)
+    hint = _column_hint(found, aliases, flag, "id_col", sep=separator) or (
+        f"; name the id column with {flag} NAME (id_col=...)"
+    )
     wanted = repr(default) if log_col is None or log_col == default else f"{log_col!r} (as in the log) or {default!r}"
     raise DataError(f"{path}: missing required column {wanted} (found: {listing}){hint}")
 
