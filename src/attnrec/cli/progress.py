@@ -18,7 +18,8 @@ from rich.progress import (
 
 
 class RichProgress:
-    """Context manager giving a callback that creates one bar per description and updates it."""
+    """Context manager giving a callback that creates one bar per description, updates it and removes it once
+    complete (so a 30-epoch run leaves its 30 epoch lines, not 30 finished bars)."""
 
     def __init__(self, console: Console, *, enabled: bool = True) -> None:
         self._progress = Progress(
@@ -54,3 +55,6 @@ class RichProgress:
             task = self._progress.add_task(description, total=total)
             self._tasks[description] = task
         self._progress.update(task, completed=completed, total=total)
+        if total is not None and completed >= total:  # finished bars go; the per-epoch lines say what happened
+            self._progress.remove_task(task)
+            del self._tasks[description]
