@@ -6,7 +6,8 @@ valid ones, and a config round-trips through JSON.
 
 from __future__ import annotations
 
-from typing import Any, Self
+import warnings
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -18,11 +19,24 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
+    renamed: ClassVar[dict[str, str]] = {}
+    """Old parameter name -> current name: still accepted (saved runs, scripts), with a DeprecationWarning."""
+
     @classmethod
     def create(cls, values: dict[str, Any] | None = None, **overrides: Any) -> Self:
         """Build a config, turning pydantic's errors into one-line :class:`ConfigError`\\ s."""
         data = dict(values or {})
         data.update(overrides)
+        for old, new in cls.renamed.items():
+            if old in data:
+                if new in data:
+                    raise ConfigError(f"{cls.__name__}: give {new!r} only ({old!r} is its old name); got both")
+                warnings.warn(
+                    f"the {old!r} parameter of {cls.__name__} is now called {new!r}; the old name goes in 0.3",
+                    DeprecationWarning,
+                    stacklevel=3,
+                )
+                data[new] = data.pop(old)
         unknown = sorted(set(data) - set(cls.model_fields))
         if unknown:
             valid = ", ".join(sorted(cls.model_fields))

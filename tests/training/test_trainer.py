@@ -291,3 +291,25 @@ def test_optimizer_state_round_trips_through_safetensors_and_json(tmp_path: Path
         m(x).pow(2).sum().backward()
         o.step()
     torch.testing.assert_close(twin.weight, net.weight, rtol=0, atol=0)
+
+
+def test_mode_min_keeps_the_epoch_with_the_lowest_metric() -> None:
+    """RMSE-like metrics: the best epoch is the minimum, and patience counts epochs without a new minimum."""
+    from attnrec.training.options import TrainingOptions
+    from attnrec.training.trainer import Trainer, TrainerConfig
+
+    values = iter([3.0, 1.0, 2.0, 2.5, 0.5])
+    module = torch.nn.Linear(2, 1)
+
+    def batches(epoch: int, gen: torch.Generator) -> list[torch.Tensor]:
+        return [torch.ones(4, 2)]
+
+    def loss_fn(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return module(batch).pow(2).mean()
+
+    config = TrainerConfig(epochs=5, metric="rmse", mode="min", patience=2)
+    result = Trainer(config, TrainingOptions(seed=0)).fit(
+        module, batches, loss_fn, num_batches=1, validate=lambda: {"rmse": next(values)}
+    )
+    assert result.best_epoch == 2 and result.best_metric == 1.0
+    assert result.stopped_early and result.epochs_run == 4

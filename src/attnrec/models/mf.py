@@ -4,9 +4,10 @@ Y. Koren, R. Bell, C. Volinsky. "Matrix Factorization Techniques for Recommender
 2009.
 
 ``r_hat(u, i) = mu + b_u + b_i + p_u . q_i`` fitted to the observed ratings by minimising
-``mean((r - r_hat)^2) + l2 * mean(b_u^2 + b_i^2 + |p_u|^2 + |q_i|^2)`` over shuffled minibatches with Adam
-(torch, CPU). ``mu`` is the training mean and stays fixed. When the validation events carry ratings, training
-stops once validation RMSE has not improved for ``patience`` epochs and the best epoch's parameters are kept.
+``mean((r - r_hat)^2) + l2 * mean(b_u^2 + b_i^2 + |p_u|^2 + |q_i|^2)`` over shuffled minibatches with Adam, in
+the shared training loop (:class:`~attnrec.training.trainer.Trainer`: checkpoints, ``--resume``, NaN checks,
+progress). ``mu`` is the training mean and stays fixed. When the validation events carry ratings, training stops
+once validation RMSE has not improved for ``patience`` epochs and the best epoch's parameters are kept.
 Unknown users (index 0) predict ``mu + b_i``, unknown items ``mu + b_u``.
 
 ``score_indices`` returns the predicted rating of every item, so top-k ranks by predicted rating. The model does
@@ -15,18 +16,21 @@ not use histories: unknown users get the popularity fallback, flagged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Self
+import math
+from collections.abc import Iterator, Sequence
+from typing import ClassVar, Self
 
 import numpy as np
 import torch
 from pydantic import Field
+from torch import Tensor, nn
 
 from attnrec.base import Recommender
 from attnrec.config import ModelConfig
 from attnrec.data.interactions import Interactions
-from attnrec.errors import ConfigError, DataError, ModelFitError
+from attnrec.errors import ConfigError, DataError
 from attnrec.training.options import TrainingOptions
+from attnrec.training.trainer import Trainer, TrainerConfig
 
 
 class BiasedMFConfig(ModelConfig):
@@ -34,12 +38,41 @@ class BiasedMFConfig(ModelConfig):
 
     factors: int = Field(32, ge=1, description="Dimension of the user and item factors p_u, q_i.")
     l2: float = Field(0.1, ge=0.0, description="L2 penalty on biases and factors of each rating in a batch.")
-    learning_rate: float = Field(0.005, gt=0.0, description="Adam learning rate.")
+    renamed: ClassVar[dict[str, str]] = {"learning_rate": "lr"}
+
+    lr: float = Field(0.005, gt=0.0, description="Adam learning rate ('learning_rate' before 0.2).")
     epochs: int = Field(40, ge=1, description="Maximum passes over the training ratings.")
     batch_size: int = Field(4096, ge=1, description="Ratings per minibatch.")
     init_std: float = Field(0.1, gt=0.0, description="Standard deviation of the initial factors.")
     patience: int = Field(5, ge=1, description="Epochs without validation-RMSE improvement before stopping.")
     clip: bool = Field(True, description="Clip predictions to the training rating range.")
+
+
+class BiasedMFNet(nn.Module):
+    """``mu + b_u + b_i + p_u . q_i``; index 0 (unknown user or item) has no factor and no bias."""
+
+    def __init__(self, num_users: int, num_items: int, factors: int, mu: float, init_std: float, seed: int) -> None:
+        super().__init__()
+        self.user_factors = nn.Embedding(num_users, factors, padding_idx=0)
+        self.item_factors = nn.Embedding(num_items, factors, padding_idx=0)
+        self.user_bias = nn.Embedding(num_users, 1, padding_idx=0)
+        self.item_bias = nn.Embedding(num_items, 1, padding_idx=0)
+        self.register_buffer("mu", torch.tensor(float(mu)), persistent=False)
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for emb in (self.user_factors, self.item_factors):
+                emb.weight.copy_(torch.randn(emb.weight.shape, generator=gen) * init_std)
+                emb.weight[0] = 0.0
+            self.user_bias.weight.zero_()
+            self.item_bias.weight.zero_()
+
+    def forward(self, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
+        """Predicted ratings ``(B,)`` of index pairs and the mean L2 penalty of the parameters they use."""
+        p, q = self.user_factors(users), self.item_factors(items)
+        bu, bi = self.user_bias(users)[:, 0], self.item_bias(items)[:, 0]
+        pred = self.mu + bu + bi + (p * q).sum(1)
+        penalty = torch.mean(bu**2 + bi**2 + (p**2).sum(1) + (q**2).sum(1))
+        return pred, penalty
 
 
 class BiasedMF(Recommender):
@@ -73,74 +106,69 @@ class BiasedMF(Recommender):
         return super().fit(train, valid, options=options)
 
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainingOptions) -> None:
-        old_threads = torch.get_num_threads()
-        if options.threads:
-            torch.set_num_threads(options.threads)
-        try:
-            self._train(train, valid, options)
-        finally:
-            torch.set_num_threads(old_threads)
-
-    def _train(self, train: Interactions, valid: Interactions | None, options: TrainingOptions) -> None:
         cfg = self.config
-        gen = torch.Generator().manual_seed(options.seed)
-        nu, ni = train.num_users + 1, train.num_items + 1
+        assert train.rating is not None
         u = torch.as_tensor(train.user_idx)
         i = torch.as_tensor(train.item_idx)
         r = torch.as_tensor(train.rating, dtype=torch.float32)
-        self.mu_ = float(r.mean())
-        self.rating_range_ = (float(r.min()), float(r.max()))
-        P = (torch.randn(nu, cfg.factors, generator=gen) * cfg.init_std).requires_grad_()
-        Q = (torch.randn(ni, cfg.factors, generator=gen) * cfg.init_std).requires_grad_()
-        with torch.no_grad():  # index 0 = unknown: no factor, no bias
-            P[0] = 0.0
-            Q[0] = 0.0
-        bu = torch.zeros(nu, requires_grad=True)
-        bi = torch.zeros(ni, requires_grad=True)
-        params = [P, Q, bu, bi]
-        opt = torch.optim.Adam(params, lr=cfg.learning_rate)
+        mu = float(r.mean())
+        rating_range = (float(r.min()), float(r.max()))
+        net = BiasedMFNet(train.num_users + 1, train.num_items + 1, cfg.factors, mu, cfg.init_std, options.seed)
         has_valid = valid is not None and len(valid) > 0 and valid.rating is not None
-        best = (float("inf"), -1, [p.detach().clone() for p in params])
-        history = []
-        for epoch in range(cfg.epochs):
-            perm = torch.randperm(len(r), generator=gen)
-            total = 0.0
-            for start in range(0, len(r), cfg.batch_size):
-                idx = perm[start : start + cfg.batch_size]
-                bu_, bi_, p_, q_ = bu[u[idx]], bi[i[idx]], P[u[idx]], Q[i[idx]]
-                pred = self.mu_ + bu_ + bi_ + (p_ * q_).sum(1)
-                mse = torch.mean((r[idx] - pred) ** 2)
-                penalty = torch.mean(bu_**2 + bi_**2 + (p_**2).sum(1) + (q_**2).sum(1))
-                loss = mse + cfg.l2 * penalty
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += mse.item() * len(idx)
-            train_rmse = (total / len(r)) ** 0.5
-            if not np.isfinite(train_rmse):
-                raise ModelFitError(f"BiasedMF training diverged at epoch {epoch + 1} (loss is not finite)")
-            row: dict[str, float] = {"epoch": epoch + 1, "train_rmse": train_rmse}
-            self._set_params(params)
-            if has_valid:
-                assert valid is not None and valid.rating is not None
-                err = self.predict_ratings(valid.user_idx, valid.item_idx) - valid.rating
-                valid_rmse = float(np.sqrt(np.mean(err**2)))
-                row["valid_rmse"] = valid_rmse
-                if valid_rmse < best[0]:
-                    best = (valid_rmse, epoch, [p.detach().clone() for p in params])
-            history.append(row)
-            if options.log is not None:
-                options.log(row)
-            options.report("BiasedMF", epoch + 1, cfg.epochs)
-            if has_valid and epoch - best[1] >= cfg.patience:
-                break
-        if has_valid:
-            self._set_params(best[2])
-        self.train_info_ = {"history": history, "best_epoch": best[1] + 1 if has_valid else len(history)}
 
-    def _set_params(self, params: list[torch.Tensor]) -> None:
-        P, Q, bu, bi = (p.detach().numpy().astype(np.float32, copy=True) for p in params)
-        self.user_factors_, self.item_factors_, self.user_bias_, self.item_bias_ = P, Q, bu, bi
+        def batches(epoch: int, gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+            perm = torch.randperm(len(r), generator=gen)
+            for idx in perm.split(cfg.batch_size):
+                yield u[idx], i[idx], r[idx]
+
+        def loss_fn(batch: tuple[Tensor, Tensor, Tensor], gen: torch.Generator) -> tuple[Tensor, int]:
+            bu, bi, ratings = batch
+            pred, penalty = net(bu, bi)
+            return torch.mean((ratings - pred) ** 2) + cfg.l2 * penalty, len(ratings)
+
+        def validate() -> dict[str, float]:
+            assert valid is not None and valid.rating is not None
+            self._set_params(net, mu, rating_range)
+            err = self.predict_ratings(valid.user_idx, valid.item_idx) - valid.rating
+            return {"rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err)))}
+
+        trainer = Trainer(
+            TrainerConfig(
+                lr=cfg.lr,
+                betas=(0.9, 0.999),  # Adam's defaults, as before the shared loop
+                epochs=cfg.epochs,
+                patience=cfg.patience,
+                metric="rmse",
+                mode="min",
+            ),
+            options,
+        )
+        result = trainer.fit(
+            net,
+            batches,
+            loss_fn,
+            num_batches=math.ceil(len(r) / cfg.batch_size),
+            validate=validate if has_valid else None,
+            description="mf",
+        )
+        self._set_params(net, mu, rating_range)
+        self.history_ = result.history
+        self.train_info_ = {
+            "best_epoch": result.best_epoch if has_valid else result.epochs_run,
+            "best_metric": result.best_metric,
+            "epochs_run": result.epochs_run,
+            "stopped_early": result.stopped_early,
+        }
+
+    def _set_params(self, net: BiasedMFNet, mu: float, rating_range: tuple[float, float]) -> None:
+        def array(t: Tensor) -> np.ndarray:
+            return t.detach().cpu().numpy().astype(np.float32, copy=True)
+
+        self.mu_, self.rating_range_ = mu, rating_range
+        self.user_factors_ = array(net.user_factors.weight)
+        self.item_factors_ = array(net.item_factors.weight)
+        self.user_bias_ = array(net.user_bias.weight[:, 0])
+        self.item_bias_ = array(net.item_bias.weight[:, 0])
 
     def predict_ratings(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """Predicted ratings ``(n,)`` float64 for index pairs (0 = unknown user or item)."""
@@ -181,7 +209,12 @@ class BiasedMF(Recommender):
         }
 
     def _get_meta(self) -> dict[str, object]:
-        return {"mu": self.mu_, "rating_range": list(self.rating_range_), "train_info": self.train_info_}
+        return {
+            "mu": self.mu_,
+            "rating_range": list(self.rating_range_),
+            "train_info": self.train_info_,
+            "history": self.history_,
+        }
 
     def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, object]) -> None:
         self.user_factors_ = arrays["user_factors"]
@@ -192,3 +225,5 @@ class BiasedMF(Recommender):
         bounds = list(meta["rating_range"])  # type: ignore[call-overload]
         self.rating_range_ = (float(bounds[0]), float(bounds[1]))
         self.train_info_ = dict(meta.get("train_info") or {})  # type: ignore[call-overload]
+        history = self.train_info_.pop("history", None) or meta.get("history") or []
+        self.history_ = list(history)  # type: ignore[arg-type]

@@ -30,7 +30,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -106,7 +106,8 @@ class TrainerConfig:
         betas: AdamW betas.
         epochs: maximum number of epochs.
         patience: stop after this many validations without improvement (``0`` = never stop early).
-        metric: key of the validation dict to maximise.
+        metric: key of the validation dict that decides early stopping and the best epoch.
+        mode: ``"max"`` (NDCG, HR, AUC) or ``"min"`` (RMSE, logloss): which direction of ``metric`` is better.
         eval_every: validate every ``eval_every`` epochs (and after the last one).
         warmup_steps: linear warm-up steps from 0 to ``lr`` (at most a tenth of all steps, so that short
             runs on small data still train at full rate).
@@ -124,6 +125,7 @@ class TrainerConfig:
     epochs: int = 10
     patience: int = 0
     metric: str = "ndcg@10"
+    mode: Literal["max", "min"] = "max"
     eval_every: int = 1
     warmup_steps: int = 0
     cosine: bool = False
@@ -523,7 +525,7 @@ class Trainer:
                                 f"validation returned no {cfg.metric!r} (got: {', '.join(metrics) or 'nothing'})"
                             )
                         value = float(metrics[cfg.metric])
-                        if best_metric is None or value > best_metric:
+                        if best_metric is None or (value > best_metric if cfg.mode == "max" else value < best_metric):
                             best_metric, best_epoch, bad = float(value), epoch, 0
                             best_weights = self._weights(module)
                         else:
@@ -547,6 +549,7 @@ class Trainer:
                             "stopped": stopped,
                             "seed": opts.seed,
                             "metric": cfg.metric,
+                            "mode": cfg.mode,
                             "history": history,
                         }
                         self._save_checkpoint(folder, module, opt, state, best_weights)
