@@ -12,10 +12,11 @@ import torch
 from attnrec.base import Recommender
 from attnrec.data.synthetic import planted_sequences
 from attnrec.errors import ConfigError, ModelFitError
-from attnrec.models.sasrec import SASRec, SASRecConfig, SASRecNet, training_windows
+from attnrec.models.sasrec import SASRec, SASRecConfig, SASRecNet
 from attnrec.nn.transformer import fast_dropout
 from attnrec.testing.conformance import RecommenderConformance
 from attnrec.training.options import TrainingOptions
+from attnrec.training.sequences import training_windows, window_batches
 
 TINY = {
     "embed_dim": 16,
@@ -251,7 +252,7 @@ def test_training_batches_are_cut_to_their_longest_real_window() -> None:
     seqs = [np.arange(1, n + 2) for n in (1, 2, 3, 5, 8, 13, 1, 2, 2, 3)]
     x, y = (torch.from_numpy(a) for a in training_windows(seqs, 20))
     lengths = (x > 0).sum(1)
-    batches = list(SASRec(TINY, batch_size=3)._batches(x, y, lengths)(1, torch.Generator().manual_seed(0)))
+    batches = list(window_batches(x, y, lengths, batch_size=3)(1, torch.Generator().manual_seed(0)))
     assert sum(int((yb > 0).sum()) for _, yb in batches) == int(lengths.sum())
     for xb, yb in batches:
         assert xb.shape[1] == int((xb > 0).sum(1).max()) == yb.shape[1] < 20
@@ -261,7 +262,7 @@ def test_batch_tokens_fills_steps_with_short_windows() -> None:
     seqs = [np.arange(1, n + 2) for n in (1, 2, 3, 5, 8, 13, 1, 2, 2, 3) * 6]
     x, y = (torch.from_numpy(a) for a in training_windows(seqs, 20))
     lengths = (x > 0).sum(1)
-    make = SASRec(TINY, batch_size=4, batch_tokens=30)._batches(x, y, lengths)
+    make = window_batches(x, y, lengths, batch_size=4, batch_tokens=30)
     batches = list(make(1, torch.Generator().manual_seed(0)))
     targets = [int((yb > 0).sum()) for _, yb in batches]
     assert sum(targets) == int(lengths.sum())  # every target once

@@ -13,7 +13,7 @@ speed measurements: ``docs/models/sasrec.md``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, Self
 
 import numpy as np
@@ -24,10 +24,11 @@ from torch import Tensor, nn
 from attnrec.base import Recommender
 from attnrec.config import ModelConfig
 from attnrec.data.interactions import Interactions
-from attnrec.errors import ConfigError, DataError
+from attnrec.errors import ConfigError
 from attnrec.nn.transformer import FastDropout, TransformerEncoder, attention_mask, positions_from_start
 from attnrec.training.losses import ItemLoss, make_loss
 from attnrec.training.options import TrainingOptions
+from attnrec.training.sequences import check_next_item_pairs, training_windows, window_batches
 from attnrec.training.trainer import Trainer, TrainerConfig, native_bf16
 
 CITATION = "Kang & McAuley. Self-Attentive Sequential Recommendation. ICDM 2018."
@@ -142,41 +143,6 @@ class SASRecNet(nn.Module):
         return hidden @ self.item_emb.weight.T
 
 
-def training_windows(sequences: Sequence[np.ndarray], max_len: int, step: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Right-padded ``(R, max_len)`` inputs and next-item targets of every window of every sequence.
-
-    Each sequence gives its last ``max_len + 1`` items (input = all but the last, target = shifted by one);
-    with ``step > 0``, longer sequences also give windows ending ``step``, ``2 * step``, ... items earlier.
-    """
-    ends: list[tuple[int, int]] = []
-    for s, seq in enumerate(sequences):
-        n = len(seq)
-        if n < 2:
-            continue
-        ends.append((s, n))
-        if step > 0:
-            ends.extend((s, e) for e in range(n - step, max_len + 1, -step))
-    inputs = np.zeros((len(ends), max_len), dtype=np.int64)
-    targets = np.zeros((len(ends), max_len), dtype=np.int64)
-    for row, (s, e) in enumerate(ends):
-        w = sequences[s][max(0, e - max_len - 1) : e]
-        inputs[row, : len(w) - 1] = w[:-1]
-        targets[row, : len(w) - 1] = w[1:]
-    return inputs, targets
-
-
-def check_trainable(train: Interactions) -> None:
-    """Raise :class:`~attnrec.errors.DataError` when ``train`` holds no next-item pair (no user with 2+ events)."""
-    counts = np.diff(train.sequence_offsets())[1:]
-    if int(counts.max(initial=0)) < 2:
-        users = int((counts > 0).sum())
-        found = "is empty" if users == 0 else f"has {users} user{'s' if users != 1 else ''} with at most 1 event each"
-        raise DataError(
-            "sasrec needs at least one user with 2 or more training events to learn next-item transitions; "
-            f"the training split {found}"
-        )
-
-
 def resolved_sliding_window_step(config: SASRecConfig) -> int:
     """``sliding_window_step`` with None resolved (``max_seq_len``)."""
     return config.max_seq_len if config.sliding_window_step is None else config.sliding_window_step
@@ -245,32 +211,8 @@ class SASRec(Recommender):
     ) -> Self:
         """Fit on ``train``; raises :class:`~attnrec.errors.DataError` before touching any state when no user has
         the 2 training events one next-item pair needs."""
-        check_trainable(train)
+        check_next_item_pairs(train, self.name)
         return super().fit(train, valid, options=options)
-
-    def _batches(self, inputs: Tensor, targets: Tensor, lengths: Tensor) -> Any:
-        bs, budget = self.config.batch_size, self.config.batch_tokens
-        if budget is not None:  # windows per step, for the size of the bucketing pools
-            bs = max(1, math.ceil(budget * len(lengths) / max(int(lengths.sum()), 1)))
-
-        def batches(epoch: int, gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
-            perm = torch.randperm(len(inputs), generator=gen)
-            if self.config.length_bucketing:  # sort within pools of 50 batches, then shuffle the batches
-                pool = bs * 50
-                parts = [p[torch.argsort(lengths[p], stable=True)] for p in perm.split(pool)]
-                perm = torch.cat(parts)
-            if budget is None:
-                chunks = list(perm.split(bs))
-            else:  # consecutive windows until about `budget` targets (a step exceeds it by less than one window)
-                step_of = (lengths[perm].cumsum(0) - 1) // budget
-                sizes = torch.bincount(step_of)
-                chunks = list(perm.split(sizes[sizes > 0].tolist()))
-            for j in torch.randperm(len(chunks), generator=gen).tolist():
-                idx = chunks[j]
-                width = int(lengths[idx].max())
-                yield inputs[idx, :width], targets[idx, :width]
-
-        return batches
 
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainingOptions) -> None:
         c = self.config
@@ -324,7 +266,14 @@ class SASRec(Recommender):
             num_batches = max(1, math.ceil(int(lengths.sum()) / c.batch_tokens))
         result = trainer.fit(
             net,
-            self._batches(inputs, targets, lengths),
+            window_batches(
+                inputs,
+                targets,
+                lengths,
+                batch_size=c.batch_size,
+                batch_tokens=c.batch_tokens,
+                length_bucketing=c.length_bucketing,
+            ),
             loss_fn,
             num_batches=num_batches,
             validate=validate,
