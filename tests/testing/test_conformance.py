@@ -74,3 +74,41 @@ def test_block_check_fails_when_structure_is_lost() -> None:
     fitted = (suite.fit(suite.make_model(), data), data)
     with pytest.raises(AssertionError, match="outside their group"):
         suite.test_planted_blocks(fitted)
+
+
+class BatchDependentEASE(EASE):
+    """EASE whose scores shift with the size of the batch they are computed in."""
+
+    def score_indices(self, user_idx: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        return super().score_indices(user_idx, histories) + np.float32(len(user_idx))
+
+
+class HistoryBlindEASE(EASE):
+    """EASE that answers every history of a user with the stored one (it claims to use histories)."""
+
+    def score_indices(self, user_idx: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        return super().score_indices(user_idx, [self.history(int(u)) for u in user_idx])
+
+
+def _fitted(model: Recommender) -> tuple[RecommenderConformance, tuple[Recommender, Interactions]]:
+    class Suite(RecommenderConformance):
+        def make_model(self) -> Recommender:
+            return model
+
+    suite = Suite()
+    data = suite.block_data()
+    return suite, (suite.fit(model, data), data)
+
+
+def test_batch_composition_check_fails_when_scores_depend_on_the_batch() -> None:
+    suite, fitted = _fitted(EASE(l2=1.0))
+    suite.test_scores_do_not_depend_on_batch_composition(fitted)
+    suite, fitted = _fitted(BatchDependentEASE(l2=1.0))
+    with pytest.raises(AssertionError):
+        suite.test_scores_do_not_depend_on_batch_composition(fitted)
+
+
+def test_history_check_fails_for_a_model_that_ignores_new_events() -> None:
+    suite, fitted = _fitted(HistoryBlindEASE(l2=1.0))
+    with pytest.raises(AssertionError, match="left its scores unchanged"):
+        suite.test_a_new_event_changes_the_scores_of_a_history_model(fitted)

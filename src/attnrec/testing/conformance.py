@@ -16,6 +16,9 @@ pytest then runs every ``test_*`` method below against the model. The checks are
   history item and ``exclude_seen=False`` can.
 * unknown users get the popularity fallback, flagged; a history-using model personalises an anonymous history.
 * save/load and a refit with the same seed give identical scores.
+* a user's scores do not depend on the batch: alone, in another order or next to longer (padded) histories they
+  are the same (float32 tolerance); one more event changes the scores of a model that uses histories
+  (``uses_history``) and leaves the others' unchanged.
 * planted structure: on checkerboard data (:func:`~attnrec.data.synthetic.block_interactions`, users of group
   ``g`` only interact with items of group ``g``) a user's recommendations come from its own group
   (``planted_block = True``); sequential models (``sequential = True``) rank item ``i + 1`` first after a history
@@ -187,6 +190,37 @@ class RecommenderConformance:
         np.testing.assert_array_equal(
             model.scores_with_fallback(users, hists)[0], again.scores_with_fallback(users, hists)[0]
         )
+
+    def test_scores_do_not_depend_on_batch_composition(self, fitted: tuple[Recommender, Interactions]) -> None:
+        """A user's scores are the same alone, in a batch, in another order and next to longer (padded)
+        histories (within float32 tolerance)."""
+        model, data = fitted
+        users = np.arange(1, min(data.num_users, 12) + 1, dtype=np.int64)
+        hists = [model.history(int(u)) for u in users]
+        hists[1] = hists[1][:1]  # lengths differ, so batched histories are padded
+        together, _ = model.scores_with_fallback(users, hists)
+        order = np.arange(len(users))[::-1]
+        reversed_, _ = model.scores_with_fallback(users[order], [hists[i] for i in order])
+        finite = np.isfinite(together)
+        np.testing.assert_allclose(reversed_[order][finite], together[finite], rtol=1e-4, atol=1e-5)
+        for row in range(len(users)):
+            alone, _ = model.scores_with_fallback(users[row : row + 1], [hists[row]])
+            np.testing.assert_allclose(alone[0][finite[row]], together[row][finite[row]], rtol=1e-4, atol=1e-5)
+
+    def test_a_new_event_changes_the_scores_of_a_history_model(self, fitted: tuple[Recommender, Interactions]) -> None:
+        """Models that use histories answer a changed history differently; the others ignore it."""
+        model, data = fitted
+        history = model.history(1)
+        unseen = next(i for i in range(1, data.num_items + 1) if i not in set(history.tolist()))
+        longer = np.concatenate([history, [unseen]]).astype(np.int64)
+        users = np.asarray([1, 1], dtype=np.int64)
+        scores, _ = model.scores_with_fallback(users, [history, longer])
+        both = np.isfinite(scores).all(axis=0)
+        changed = not np.allclose(scores[0][both], scores[1][both], rtol=1e-5, atol=1e-6)
+        if model.uses_history:
+            assert changed, f"{type(model).__name__} uses histories, but one more event left its scores unchanged"
+        else:
+            assert not changed, f"{type(model).__name__} does not use histories, but its scores followed one"
 
     # ---------------------------------------------------------------- planted structure
     def test_planted_blocks(self, fitted: tuple[Recommender, Interactions]) -> None:
