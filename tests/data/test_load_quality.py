@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from log_files import error_of, write
 
 from attnrec.data.loaders import (
     LoadReport,
@@ -17,21 +18,7 @@ from attnrec.data.loaders import (
     read_interactions,
 )
 from attnrec.data.quality import STANDARD_RATING_SCALES, infer_rating_scale, tolerated_outliers
-from attnrec.errors import ConfigError, DataError
-
-
-def write(tmp_path: Path, name: str, content: str) -> Path:
-    path = tmp_path / name
-    path.write_text(content, encoding="utf-8", newline="")
-    return path
-
-
-def error_of(path: Path, **kwargs: object) -> str:
-    with pytest.raises(DataError) as info:
-        load_interactions(path, **kwargs)  # type: ignore[arg-type]
-    message = str(info.value)
-    assert "\n" not in message, "error messages must be one line"
-    return message
+from attnrec.errors import ConfigError
 
 
 def ratings_csv(tmp_path: Path, ratings: list[str], *, name: str = "log.csv", column: str = "rating") -> Path:

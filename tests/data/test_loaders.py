@@ -6,28 +6,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from log_files import error_of, write
 
 from attnrec.data import FORMATS, Interactions, detect_format, load_interactions, read_interactions
-from attnrec.errors import DataError
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
-
-
-def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
-    path = tmp_path / name
-    if isinstance(content, str):
-        path.write_text(content, encoding="utf-8", newline="")
-    else:
-        path.write_bytes(content)
-    return path
-
-
-def error_of(path: Path, **kwargs: object) -> str:
-    with pytest.raises(DataError) as info:
-        load_interactions(path, **kwargs)  # type: ignore[arg-type]
-    message = str(info.value)
-    assert "\n" not in message, "error messages must be one line"
-    return message
 
 
 # ------------------------------------------------------------------------------------------------ formats
