@@ -35,9 +35,10 @@ from attnrec.models.sasrec import (
     next_item_loss,
     resolved_exclude_window_items,
     resolved_sliding_window_step,
+    sasrec_batches,
 )
 from attnrec.training.losses import make_loss
-from attnrec.training.sequences import training_windows, window_batches
+from attnrec.training.sequences import training_windows
 from attnrec.training.trainer import Trainer, TrainerConfig, native_bf16
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -78,15 +79,7 @@ def run(cfg: SASRecConfig, seqs: list[np.ndarray], counts: np.ndarray, num_items
     bf16 = native_bf16() if cfg.bf16 is None else cfg.bf16
     trainer = Trainer(TrainerConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, bf16=bf16))
     opt = trainer._optimizer(net)  # the optimizer training uses
-    make_batches = window_batches(
-        inputs,
-        targets,
-        lengths,
-        batch_size=cfg.batch_size,
-        batch_tokens=cfg.batch_tokens,
-        length_bucketing=cfg.length_bucketing,
-    )
-    batches = make_batches(1, torch.Generator().manual_seed(0))
+    batches = sasrec_batches(cfg, inputs, targets, lengths)(1, torch.Generator().manual_seed(0))
     gen = torch.Generator().manual_seed(1)
     tokens, start = 0, time.perf_counter()
     net.train()

@@ -28,7 +28,7 @@ from attnrec.errors import ConfigError
 from attnrec.nn.transformer import FastDropout, TransformerEncoder, attention_mask, positions_from_start
 from attnrec.training.losses import ItemLoss, make_loss
 from attnrec.training.options import TrainingOptions
-from attnrec.training.sequences import check_next_item_pairs, training_windows, window_batches
+from attnrec.training.sequences import WindowBatches, check_next_item_pairs, training_windows, window_batches
 from attnrec.training.trainer import Trainer, TrainerConfig, native_bf16
 
 CITATION = "Kang & McAuley. Self-Attentive Sequential Recommendation. ICDM 2018."
@@ -141,6 +141,18 @@ class SASRecNet(nn.Module):
     def scores(self, hidden: Tensor) -> Tensor:
         """``(B, D)`` -> ``(B, V + 1)`` dot products with every item embedding."""
         return hidden @ self.item_emb.weight.T
+
+
+def sasrec_batches(config: SASRecConfig, inputs: Tensor, targets: Tensor, lengths: Tensor) -> WindowBatches:
+    """The training batches of ``config`` (``batch_size`` windows or ``batch_tokens`` targets per step)."""
+    return window_batches(
+        inputs,
+        targets,
+        lengths,
+        batch_size=config.batch_size,
+        batch_tokens=config.batch_tokens,
+        length_bucketing=config.length_bucketing,
+    )
 
 
 def resolved_sliding_window_step(config: SASRecConfig) -> int:
@@ -266,14 +278,7 @@ class SASRec(Recommender):
             num_batches = max(1, math.ceil(int(lengths.sum()) / c.batch_tokens))
         result = trainer.fit(
             net,
-            window_batches(
-                inputs,
-                targets,
-                lengths,
-                batch_size=c.batch_size,
-                batch_tokens=c.batch_tokens,
-                length_bucketing=c.length_bucketing,
-            ),
+            sasrec_batches(c, inputs, targets, lengths),
             loss_fn,
             num_batches=num_batches,
             validate=validate,
