@@ -133,6 +133,16 @@ class Recommender(ABC):
         if len(train) == 0:
             raise ConfigError("cannot fit on an empty set of interactions")
         options = options or TrainingOptions()
+        before = dict(self.__dict__)  # a failed fit leaves the model as it found it (unfitted stays unfitted)
+        try:
+            self._fit_all(train, valid, options)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+        return self
+
+    def _fit_all(self, train: Interactions, valid: Interactions | None, options: TrainingOptions) -> None:
         self.users_ = train.users
         self.items_ = train.items
         counts = train.item_counts().astype(np.float32)
@@ -142,7 +152,6 @@ class Recommender(ABC):
         start = time.perf_counter()
         self._fit(train, valid, options)
         self.fit_seconds_ = time.perf_counter() - start
-        return self
 
     @abstractmethod
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainingOptions) -> None:
@@ -277,6 +286,14 @@ class Recommender(ABC):
         out = scores[np.arange(len(uidx)), iidx].astype(np.float64)
         out[iidx == 0] = np.nan
         return out
+
+    def to(self, device: str | Any) -> Self:
+        """Move the model's weights to ``device`` (``"auto"``, ``"cpu"``, ``"cuda[:N]"``) for inference; models
+        without torch weights stay where they are. Returns ``self``."""
+        from attnrec.training.options import resolve_device
+
+        resolve_device(device)
+        return self
 
     def explain_indices(self, history: np.ndarray, items: np.ndarray, *, top: int = 5) -> list[list[tuple[int, float]]]:
         """Why each of ``items`` is recommended after ``history``: per item, up to ``top`` ``(history item

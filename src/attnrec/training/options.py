@@ -7,7 +7,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from attnrec.errors import ConfigError
+
+
+def resolve_device(spec: str | torch.device, parameter: str = "device") -> torch.device:
+    """The torch device of a ``device`` setting: ``"auto"`` (the first CUDA GPU when there is one, else the CPU),
+    ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Raises :class:`ConfigError` naming ``parameter`` for anything else and
+    for a CUDA device this machine does not have."""
+    if isinstance(spec, torch.device):
+        spec = str(spec)
+    text = spec.strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"the '{parameter}' option must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {spec!r}")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"the '{parameter}' option asks for {spec!r} but this machine has no CUDA GPU")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(
+                f"the '{parameter}' option asks for {spec!r} but this machine has {count} CUDA GPU"
+                f"{'s' if count != 1 else ''} (cuda:0..cuda:{count - 1})"
+            )
+    return device
+
 
 ProgressCallback = Callable[[str, float, float | None], None]
 """``callback(description, completed, total)``; ``total`` is ``None`` when unknown."""
