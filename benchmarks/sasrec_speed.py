@@ -29,14 +29,8 @@ import torch
 from attnrec.config import coerce_value
 from attnrec.data import leave_one_out
 from attnrec.data.loaders import read_interactions
-from attnrec.models.sasrec import (
-    SASRecConfig,
-    SASRecNet,
-    next_item_loss,
-    resolved_exclude_window_items,
-    resolved_sliding_window_step,
-    sasrec_batches,
-)
+from attnrec.models.sasrec import SASRecConfig, SASRecNet, sasrec_batches
+from attnrec.models.sequential import next_item_loss, resolved_exclude_window_items, resolved_sliding_window_step
 from attnrec.training.losses import make_loss
 from attnrec.training.sequences import training_windows
 from attnrec.training.trainer import Trainer, TrainerConfig, native_bf16

@@ -223,7 +223,7 @@ def test_fast_dropout_keeps_expectation() -> None:
 def test_trimmed_batch_has_the_loss_and_gradients_of_the_padded_one(exclude_window: bool) -> None:
     # oracle for the short-sequence speed path: a batch cut to its longest real window (what `_batches` yields)
     # gives the same loss, target count and gradients as the same windows padded to max_seq_len
-    from attnrec.models.sasrec import next_item_loss
+    from attnrec.models.sequential import next_item_loss
     from attnrec.training.losses import make_loss
 
     seqs = [np.array([3, 4, 5, 6]), np.array([7, 8]), np.array([9, 2, 11]), np.array([1, 5])]

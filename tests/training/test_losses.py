@@ -25,10 +25,12 @@ def data(n: int = 37, v: int = 23, d: int = 8) -> tuple[torch.Tensor, torch.Tens
     return h, w, y
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("chunk", [1, 5, 512])
-def test_chunked_ce_equals_cross_entropy_and_its_gradients(chunk: int) -> None:
+def test_chunked_ce_equals_cross_entropy_and_its_gradients(chunk: int, fused: bool) -> None:
+    """The fused chunked path and the plain-autograd path (GPUs, per-sample gradients) give the same values."""
     h, w, y = data()
-    loss = FullCrossEntropy(chunk)(h, y, w, torch.Generator())
+    loss = FullCrossEntropy(chunk, fused)(h, y, w, torch.Generator())
     loss.backward()
     gh, gw = h.grad.clone(), w.grad.clone()  # type: ignore[union-attr]
     h.grad = w.grad = None
@@ -40,13 +42,15 @@ def test_chunked_ce_equals_cross_entropy_and_its_gradients(chunk: int) -> None:
     assert float(gw[0].abs().sum()) == 0.0, "the padding row is never a candidate"
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("chunk", [1, 5, 512])
-def test_chunked_ce_with_exclude_is_the_softmax_over_the_remaining_items(chunk: int) -> None:
+def test_chunked_ce_with_exclude_is_the_softmax_over_the_remaining_items(chunk: int, fused: bool) -> None:
+    """The fused chunked path and the plain-autograd path (GPUs, per-sample gradients) give the same values."""
     h, w, y = data()
     g = torch.Generator().manual_seed(1)
     exclude = torch.randint(0, w.shape[0], (len(y), 6), generator=g)
     exclude[:, 0] = y  # the target is listed too: it must stay in its own softmax
-    loss = FullCrossEntropy(chunk)(h, y, w, torch.Generator(), exclude)
+    loss = FullCrossEntropy(chunk, fused)(h, y, w, torch.Generator(), exclude)
     loss.backward()
     gh, gw = h.grad.clone(), w.grad.clone()  # type: ignore[union-attr]
     h.grad = w.grad = None

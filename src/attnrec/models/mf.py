@@ -25,16 +25,15 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from attnrec.base import Recommender
-from attnrec.config import ModelConfig
 from attnrec.data.interactions import Interactions
 from attnrec.errors import ConfigError, DataError
+from attnrec.training.neural import NeuralConfig, NeuralRecommender
 from attnrec.training.options import TrainingOptions
-from attnrec.training.trainer import Trainer, TrainerConfig
+from attnrec.training.trainer import BatchFn, LossFn, ValidateFn
 
 
-class BiasedMFConfig(ModelConfig):
-    """Hyperparameters of :class:`BiasedMF`."""
+class BiasedMFConfig(NeuralConfig):
+    """Hyperparameters of :class:`BiasedMF` (training fields: :class:`~attnrec.training.neural.NeuralConfig`)."""
 
     factors: int = Field(32, ge=1, description="Dimension of the user and item factors p_u, q_i.")
     l2: float = Field(0.1, ge=0.0, description="L2 penalty on biases and factors of each rating in a batch.")
@@ -44,7 +43,8 @@ class BiasedMFConfig(ModelConfig):
     epochs: int = Field(40, ge=1, description="Maximum passes over the training ratings.")
     batch_size: int = Field(4096, ge=1, description="Ratings per minibatch.")
     init_std: float = Field(0.1, gt=0.0, description="Standard deviation of the initial factors.")
-    patience: int = Field(5, ge=1, description="Epochs without validation-RMSE improvement before stopping.")
+    patience: int = Field(5, ge=0, description="Epochs without validation-RMSE improvement before stopping.")
+    bf16: bool | None = Field(False, description="bfloat16 autocast (off: MF is memory-bound, bf16 does not help).")
     clip: bool = Field(True, description="Clip predictions to the training rating range.")
 
 
@@ -75,7 +75,7 @@ class BiasedMFNet(nn.Module):
         return pred, penalty
 
 
-class BiasedMF(Recommender):
+class BiasedMF(NeuralRecommender):
     """Koren-style biased MF trained on explicit ratings (MAE/RMSE apply)."""
 
     name = "mf"
@@ -84,6 +84,9 @@ class BiasedMF(Recommender):
     citation = "Koren, Bell & Volinsky, Matrix Factorization Techniques for Recommender Systems, IEEE Computer 2009"
     uses_history = False
     predicts_ratings = True
+    validation_metric = "rmse"
+    validation_mode = "min"
+    adam_betas = (0.9, 0.999)  # Adam's defaults, as before the shared loop
     config: BiasedMFConfig
 
     def fit(
@@ -105,62 +108,59 @@ class BiasedMF(Recommender):
             )
         return super().fit(train, valid, options=options)
 
-    def _fit(self, train: Interactions, valid: Interactions | None, options: TrainingOptions) -> None:
+    def build_net(self, train: Interactions | None) -> BiasedMFNet:
+        assert train is not None and train.rating is not None  # loading restores numpy arrays, not the net
+        r = train.rating.astype(np.float64)
+        self.mu_ = float(r.mean())
+        self.rating_range_ = (float(r.min()), float(r.max()))
         cfg = self.config
+        seed = int(torch.initial_seed())  # the fit seeds torch's generator with options.seed
+        return BiasedMFNet(self.num_users + 1, self.num_items + 1, cfg.factors, self.mu_, cfg.init_std, seed)
+
+    def training_batches(self, train: Interactions) -> tuple[BatchFn, int]:
         assert train.rating is not None
         u = torch.as_tensor(train.user_idx)
         i = torch.as_tensor(train.item_idx)
         r = torch.as_tensor(train.rating, dtype=torch.float32)
-        mu = float(r.mean())
-        rating_range = (float(r.min()), float(r.max()))
-        net = BiasedMFNet(train.num_users + 1, train.num_items + 1, cfg.factors, mu, cfg.init_std, options.seed)
-        has_valid = valid is not None and len(valid) > 0 and valid.rating is not None
+        bs = self.config.batch_size
 
         def batches(epoch: int, gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
             perm = torch.randperm(len(r), generator=gen)
-            for idx in perm.split(cfg.batch_size):
+            for idx in perm.split(bs):
                 yield u[idx], i[idx], r[idx]
+
+        return batches, math.ceil(len(r) / bs)
+
+    def training_loss(self, net: nn.Module, train: Interactions) -> LossFn:
+        l2 = self.config.l2
 
         def loss_fn(batch: tuple[Tensor, Tensor, Tensor], gen: torch.Generator) -> tuple[Tensor, int]:
             bu, bi, ratings = batch
             pred, penalty = net(bu, bi)
-            return torch.mean((ratings - pred) ** 2) + cfg.l2 * penalty, len(ratings)
+            return torch.mean((ratings - pred) ** 2) + l2 * penalty, len(ratings)
+
+        return loss_fn  # type: ignore[return-value]
+
+    def validation(self, net: nn.Module, train: Interactions, valid: Interactions | None) -> ValidateFn | None:
+        if valid is None or len(valid) == 0 or valid.rating is None:
+            return None
+        rating = valid.rating
 
         def validate() -> dict[str, float]:
-            assert valid is not None and valid.rating is not None
-            self._set_params(net, mu, rating_range)
-            err = self.predict_ratings(valid.user_idx, valid.item_idx) - valid.rating
+            self.after_fit(net)
+            err = self.predict_ratings(valid.user_idx, valid.item_idx) - rating
             return {"rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err)))}
 
-        trainer = Trainer(
-            TrainerConfig(
-                lr=cfg.lr,
-                betas=(0.9, 0.999),  # Adam's defaults, as before the shared loop
-                epochs=cfg.epochs,
-                patience=cfg.patience,
-                metric="rmse",
-                mode="min",
-            ),
-            options,
-        )
-        result = trainer.fit(
-            net,
-            batches,
-            loss_fn,
-            num_batches=math.ceil(len(r) / cfg.batch_size),
-            validate=validate if has_valid else None,
-            description="mf",
-        )
-        self._set_params(net, mu, rating_range)
-        self.history_ = result.history
-        self.train_info_ = {
-            "best_epoch": result.best_epoch if has_valid else result.epochs_run,
-            "best_metric": result.best_metric,
-            "epochs_run": result.epochs_run,
-            "stopped_early": result.stopped_early,
-        }
+        return validate
+
+    def after_fit(self, net: nn.Module) -> None:
+        assert isinstance(net, BiasedMFNet)
+        self._set_params(net, self.mu_, self.rating_range_)
+        self.net_ = None  # inference runs on the numpy copies
 
     def _set_params(self, net: BiasedMFNet, mu: float, rating_range: tuple[float, float]) -> None:
+        """Float32 numpy copies of the net's parameters (inference and persistence use them)."""
+
         def array(t: Tensor) -> np.ndarray:
             return t.detach().cpu().numpy().astype(np.float32, copy=True)
 

@@ -90,14 +90,15 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
         dtype = torch.bfloat16 if bf16 else torch.float32
         hm = hidden.detach().to(dtype)
         wm = weight.detach().to(dtype)
-        grad_h = torch.empty(hidden.shape, dtype=torch.float32)
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32)
-        total = torch.zeros((), dtype=torch.float64)
+        dev = hidden.device
+        grad_h = torch.empty(hidden.shape, dtype=torch.float32, device=dev)
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=dev)
+        total = torch.zeros((), dtype=torch.float64, device=dev)
         tiny = torch.finfo(torch.float32).tiny
         for start in range(0, n, chunk):
             h = hm[start : start + chunk]
             y = targets[start : start + chunk]
-            rows = torch.arange(len(y))
+            rows = torch.arange(len(y), device=dev)
             logits = (h @ wm.T).float()  # (c, V)
             if exclude is not None:  # exclude holds item indices 1..V (0 = none); logits column = item - 1
                 ex = exclude[start : start + chunk]
@@ -125,15 +126,35 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
         return (grad_h * grad_out).to(h_dtype), (grad_w * grad_out).to(w_dtype), None, None, None, None
 
 
+def plain_cross_entropy(hidden: Tensor, targets: Tensor, logits: Tensor, exclude: Tensor | None = None) -> Tensor:
+    """Mean softmax cross-entropy of ``(N, V + 1)`` item ``logits`` (column 0 = padding, never a candidate) by
+    plain autograd: what per-sample-gradient tools (differential privacy) and GPUs use. ``exclude`` as in
+    :class:`FullCrossEntropy`."""
+    logits = logits.float()
+    logits = logits.masked_fill(torch.arange(logits.shape[1], device=logits.device) == 0, float("-inf"))
+    if exclude is not None:
+        rows = torch.arange(len(targets), device=logits.device)
+        kept = logits[rows, targets]
+        logits = logits.scatter(1, exclude, float("-inf"))  # column 0 is -inf already
+        logits = logits.index_put((rows, targets), kept)
+    return F.cross_entropy(logits, targets)
+
+
 class FullCrossEntropy:
-    """Softmax cross-entropy over every item (index 0 excluded). ``chunk_size`` rows per fused block.
+    """Softmax cross-entropy over every item (index 0 excluded).
+
+    Two paths with the same value: ``fused`` computes it ``chunk_size`` rows at a time with hand-written
+    gradients (never stores the ``(N, V)`` logits; the fast path on CPUs), the other by plain autograd over the
+    full logits (GPUs, which have memory and fast kernels for it, and per-sample-gradient tools). ``fused=None``:
+    fused on the CPU only.
 
     ``exclude``: optional ``(N, W)`` item indices (0 = none) left out of the softmax of each target; the target
     itself is never left out.
     """
 
-    def __init__(self, chunk_size: int = 512) -> None:
+    def __init__(self, chunk_size: int = 512, fused: bool | None = None) -> None:
         self.chunk_size = chunk_size
+        self.fused = fused
 
     def __call__(
         self,
@@ -149,6 +170,9 @@ class FullCrossEntropy:
             raise ValueError(
                 f"exclude must have shape (N, W) with N = {hidden.shape[0]} targets; got {tuple(exclude.shape)}"
             )
+        fused = hidden.device.type == "cpu" if self.fused is None else self.fused
+        if not fused:
+            return plain_cross_entropy(hidden, targets, hidden @ item_weight.T, exclude)
         bf16 = torch.is_autocast_enabled(hidden.device.type)  # bf16 matmuls, float32 softmax
         return _ChunkedSoftmaxCE.apply(  # type: ignore[no-any-return]
             hidden, item_weight[1:], targets - 1, self.chunk_size, bf16, exclude
@@ -170,16 +194,22 @@ class _NegativeSampler:
             w = np.asarray(item_counts, dtype=np.float64)[1 : num_items + 1].clip(min=0) ** power + 1e-6
             self.probs = torch.as_tensor(w / w.sum(), dtype=torch.float32)
 
-    def sample(self, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
+    def sample(self, shape: tuple[int, ...], generator: torch.Generator, device: torch.device | None = None) -> Tensor:
+        """Draws from ``generator`` (a CPU generator, so that draws do not depend on the device), moved to
+        ``device``."""
         if self.probs is None:
-            return torch.randint(1, self.num_items + 1, shape, generator=generator)
-        n = math.prod(shape)
-        return (torch.multinomial(self.probs, n, replacement=True, generator=generator) + 1).view(shape)
+            out = torch.randint(1, self.num_items + 1, shape, generator=generator)
+        else:
+            n = math.prod(shape)
+            out = (torch.multinomial(self.probs, n, replacement=True, generator=generator) + 1).view(shape)
+        return out if device is None else out.to(device, non_blocking=True)
 
     def log_q(self, items: Tensor) -> Tensor:
-        """Log sampling probability of each item (constant for uniform sampling)."""
+        """Log sampling probability of each item (constant for uniform sampling), on ``items``' device."""
         if self.probs is None:
-            return torch.full(items.shape, -math.log(self.num_items))
+            return torch.full(items.shape, -math.log(self.num_items), device=items.device)
+        if self.probs.device != items.device:
+            self.probs = self.probs.to(items.device)
         return self.probs[items - 1].log()
 
 
@@ -195,7 +225,7 @@ class SampledSoftmax(_SampledLoss):
         self.num_negatives = num_negatives
 
     def _loss(self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator) -> Tensor:
-        negs = self.sampler.sample((self.num_negatives,), generator)  # (K,)
+        negs = self.sampler.sample((self.num_negatives,), generator, hidden.device)  # (K,)
         pos = (hidden * item_weight[targets]).sum(-1, keepdim=True)  # (N, 1)
         neg = hidden @ item_weight[negs].T  # (N, K)
         if self.sampler.probs is not None:  # logQ correction; a constant for uniform sampling
@@ -215,7 +245,7 @@ class BinaryCrossEntropy(_SampledLoss):
         self.sampler = _NegativeSampler(num_items, "uniform", None)
 
     def _loss(self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator) -> Tensor:
-        negs = self.sampler.sample((targets.shape[0],), generator)
+        negs = self.sampler.sample((targets.shape[0],), generator, hidden.device)
         pos = (hidden * item_weight[targets]).sum(-1).float()
         neg = (hidden * item_weight[negs]).sum(-1).float()
         neg_loss = F.logsigmoid(-neg).masked_fill(negs == targets, 0.0)
@@ -243,7 +273,7 @@ class GeneralisedBCE(_SampledLoss):
         self.beta = gbce_beta(num_items, num_negatives, t)
 
     def _loss(self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator) -> Tensor:
-        negs = self.sampler.sample((self.num_negatives,), generator)
+        negs = self.sampler.sample((self.num_negatives,), generator, hidden.device)
         pos = (hidden * item_weight[targets]).sum(-1).float()
         neg = (hidden @ item_weight[negs].T).float()
         neg_loss = F.logsigmoid(-neg).masked_fill(negs[None, :] == targets[:, None], 0.0).sum(1)
@@ -259,10 +289,12 @@ def make_loss(
     item_counts: np.ndarray | None = None,
     gbce_t: float = 0.75,
     chunk_size: int = 512,
+    fused: bool | None = None,
 ) -> ItemLoss:
-    """Build a loss by name (``"ce"``, ``"sampled"``, ``"bce"``, ``"gbce"``)."""
+    """Build a loss by name (``"ce"``, ``"sampled"``, ``"bce"``, ``"gbce"``); ``fused``: see
+    :class:`FullCrossEntropy`."""
     if name == "ce":
-        return FullCrossEntropy(chunk_size)
+        return FullCrossEntropy(chunk_size, fused)
     if name == "sampled":
         return SampledSoftmax(num_items, num_negatives, negative_sampling, item_counts)
     if name == "bce":

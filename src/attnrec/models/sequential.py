@@ -1,0 +1,254 @@
+"""The shared part of every next-item model (SASRec, BERT4Rec, NARM): config fields, training windows, losses,
+inference over histories on the model's device.
+
+A sequential model supplies a network with this interface (:class:`SequentialNet`):
+
+* ``forward(items)``: right-padded ``(B, L)`` item indices (0 = padding) -> ``(B, L, D)`` hidden states, the
+  state at position ``t`` predicting the item at ``t + 1`` (what training uses);
+* ``last(items)``: right-padded ``(B, L)`` histories -> ``(B, D)`` the state that scores the next item;
+* ``item_emb``: the ``nn.Embedding`` of items (row 0 = padding) and ``head``: an ``nn.Linear`` sharing its
+  weight (:func:`~attnrec.training.neural.item_scores_module`) that turns states into item scores.
+
+Everything else (windows, batching, the loss, validation, scoring, the device) is here, once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol, Self
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from attnrec.data.interactions import Interactions
+from attnrec.errors import ConfigError
+from attnrec.training.losses import ItemLoss, make_loss
+from attnrec.training.neural import NeuralConfig, NeuralRecommender
+from attnrec.training.options import TrainingOptions
+from attnrec.training.sequences import check_next_item_pairs, training_windows, window_batches
+from attnrec.training.trainer import BatchFn, LossFn
+
+
+class SequentialNet(Protocol):
+    item_emb: nn.Embedding
+    head: nn.Linear
+
+    def __call__(self, items: Tensor) -> Tensor: ...
+
+    def last(self, items: Tensor) -> Tensor: ...
+
+
+class SequentialConfig(NeuralConfig):
+    """Hyperparameters every next-item model shares (besides :class:`~attnrec.training.neural.NeuralConfig`)."""
+
+    embed_dim: int = Field(64, ge=4, description="Width of the item embeddings and of the hidden states.")
+    max_seq_len: int = Field(200, ge=1, description="Most recent items the model reads (training windows too).")
+    dropout: float = Field(0.2, ge=0, lt=1, description="Dropout on embeddings and hidden states.")
+    loss: Literal["ce", "sampled", "bce", "gbce"] = Field(
+        "ce", description="ce: full softmax; sampled: sampled softmax; bce: one negative; gbce: gSASRec's gBCE."
+    )
+    num_negatives: int = Field(256, ge=1, description="Negatives per batch for 'sampled' and 'gbce'.")
+    negative_sampling: Literal["uniform", "popularity"] = Field(
+        "uniform", description="Negative distribution of 'sampled' (popularity uses the logQ correction)."
+    )
+    gbce_t: float = Field(0.75, ge=0, le=1, description="gSASRec calibration t (0: plain BCE, 1: full).")
+    ce_chunk_size: int = Field(512, ge=1, description="Rows per block of the fused full cross-entropy (CPU).")
+    ce_fused: bool | None = Field(
+        None,
+        description="Loss 'ce': the fused chunked kernel (fast on CPUs) or plain autograd over all logits "
+        "(GPUs, per-sample-gradient tools); None: fused on the CPU only. Same value either way.",
+    )
+    exclude_window_items: bool | None = Field(
+        None,
+        description="Loss 'ce' only: the other items of the same training window (the user's own past and "
+        "future items) are not negatives of a target (None: on with loss 'ce').",
+    )
+    sliding_window_step: int | None = Field(
+        None,
+        ge=0,
+        description="Extra training windows every this many items for histories longer than "
+        "max_seq_len + 1 (None: max_seq_len, non-overlapping windows; 0: only the most recent window).",
+    )
+    batch_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Target tokens per step instead of batch_size windows (None: batch_size windows).",
+    )
+    length_bucketing: bool = Field(
+        True, description="Batch windows of similar length (fewer padded positions; batch order shuffled)."
+    )
+    compile: bool = Field(False, description="torch.compile the network for training.")
+
+
+def resolved_sliding_window_step(config: SequentialConfig) -> int:
+    """``sliding_window_step`` with None resolved (``max_seq_len``)."""
+    return config.max_seq_len if config.sliding_window_step is None else config.sliding_window_step
+
+
+def resolved_exclude_window_items(config: SequentialConfig) -> bool:
+    """``exclude_window_items`` with None resolved (on with the full cross-entropy)."""
+    return config.loss == "ce" if config.exclude_window_items is None else config.exclude_window_items
+
+
+def sequence_loss(config: SequentialConfig, num_items: int, train: Interactions) -> ItemLoss:
+    """The item loss a config asks for."""
+    return make_loss(
+        config.loss,
+        num_items,
+        num_negatives=config.num_negatives,
+        negative_sampling=config.negative_sampling,
+        item_counts=train.item_counts(),
+        gbce_t=config.gbce_t,
+        chunk_size=config.ce_chunk_size,
+        fused=config.ce_fused,
+    )
+
+
+def next_item_loss(net: Any, item_weight: Tensor, item_loss: ItemLoss, *, exclude_window: bool) -> LossFn:
+    """The training loss of a batch of right-padded windows ``(inputs, targets)``: ``item_loss`` at every
+    non-padding position, and the number of targets. With ``exclude_window``, each target's softmax leaves
+    out the other items of its window (the first input and every target)."""
+
+    def loss_fn(batch: tuple[Tensor, Tensor], gen: torch.Generator) -> tuple[Tensor, int]:
+        x, y = batch
+        hidden = net(x)
+        mask = y > 0
+        if exclude_window:
+            window = torch.cat([x[:, :1], y], dim=1)
+            exclude = window[mask.nonzero(as_tuple=True)[0]]
+            loss = item_loss(hidden[mask], y[mask], item_weight, gen, exclude)
+        else:
+            loss = item_loss(hidden[mask], y[mask], item_weight, gen)
+        return loss, int(mask.sum())
+
+    return loss_fn  # type: ignore[return-value]
+
+
+def pad_histories(histories: Sequence[np.ndarray], max_len: int, *, left: bool, extra: int = 0) -> np.ndarray:
+    """``(B, width)`` int64 histories cut to their last ``max_len`` items and padded with 0 (``left``: padding
+    first); ``extra`` free columns after the longest history (a query position)."""
+    clipped = [np.asarray(h, dtype=np.int64)[len(h) - min(len(h), max_len) :] for h in histories]
+    width = max(1, max((len(h) for h in clipped), default=1) + extra)
+    out = np.zeros((len(clipped), width), dtype=np.int64)
+    for row, h in enumerate(clipped):
+        if len(h):
+            if left:
+                out[row, width - len(h) - extra : width - extra] = h
+            else:
+                out[row, : len(h)] = h
+    return out
+
+
+class SequentialRecommender(NeuralRecommender):
+    """Base of next-item models: scores of the next item from the last ``max_seq_len`` items of a history.
+
+    ``uses_history``: unknown users with a history are personalised, and new events change the next
+    recommendation without retraining (``recommend(histories=[[...]])``).
+    """
+
+    uses_history = True
+    config: SequentialConfig
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        c = self.config
+        if c.exclude_window_items and c.loss != "ce":
+            raise ConfigError(
+                f"the 'exclude_window_items' parameter of {type(c).__name__} needs loss='ce'; got loss={c.loss!r}"
+            )
+
+    # ------------------------------------------------------------------ training
+    def fit(
+        self, train: Interactions, valid: Interactions | None = None, *, options: TrainingOptions | None = None
+    ) -> Self:
+        """Fit on ``train``; raises :class:`~attnrec.errors.DataError` before touching any state when no user has
+        the 2 training events one next-item pair needs."""
+        check_next_item_pairs(train, self.name)
+        return super().fit(train, valid, options=options)
+
+    def windows(self, train: Interactions) -> tuple[Tensor, Tensor, Tensor]:
+        """``(inputs, targets, lengths)``: right-padded next-item training windows of every user."""
+        c = self.config
+        inputs, targets = training_windows(train.sequences()[1:], c.max_seq_len, resolved_sliding_window_step(c))
+        x, y = torch.from_numpy(inputs), torch.from_numpy(targets)
+        return x, y, (x > 0).sum(1)
+
+    def training_batches(self, train: Interactions) -> tuple[BatchFn, int]:
+        c = self.config
+        inputs, targets, lengths = self.windows(train)
+        self._train_windows = (len(inputs), int(lengths.sum()))
+        if c.batch_tokens is None:
+            num_batches = math.ceil(len(inputs) / c.batch_size)
+        else:
+            num_batches = max(1, math.ceil(int(lengths.sum()) / c.batch_tokens))
+        batches = window_batches(
+            inputs,
+            targets,
+            lengths,
+            batch_size=c.batch_size,
+            batch_tokens=c.batch_tokens,
+            length_bucketing=c.length_bucketing,
+        )
+        return batches, num_batches  # type: ignore[return-value]
+
+    def training_module(self, net: nn.Module) -> nn.Module:
+        """The module the loss calls (compiled when ``compile`` is set)."""
+        return torch.compile(net) if self.config.compile else net  # type: ignore[return-value]
+
+    def training_loss(self, net: nn.Module, train: Interactions) -> LossFn:
+        c = self.config
+        item_loss = sequence_loss(c, self.num_items, train)
+        return next_item_loss(
+            self.training_module(net),
+            net.head.weight,  # type: ignore[arg-type,union-attr]
+            item_loss,
+            exclude_window=resolved_exclude_window_items(c),
+        )
+
+    def training_info(self, train: Interactions) -> dict[str, Any]:
+        windows, tokens = getattr(self, "_train_windows", (0, 0))
+        return {
+            "train_windows": windows,
+            "train_tokens": tokens,
+            "exclude_window_items": resolved_exclude_window_items(self.config),
+        }
+
+    # ------------------------------------------------------------------ inference
+    def encode_last(self, histories: Sequence[np.ndarray]) -> Tensor:
+        """``(B, D)`` states that score the next item of each (non-empty) history, on the model's device."""
+        x = self.tensor(pad_histories(histories, self.config.max_seq_len, left=False))
+        return self._net().last(x)  # type: ignore[operator,no-any-return]
+
+    @torch.inference_mode()
+    def last_hidden(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """``(B, D)`` float32 representation after the last item of each history (zeros for empty ones)."""
+        net = self._net()
+        net.eval()
+        out = np.zeros((len(histories), self.config.embed_dim), dtype=np.float32)
+        bs = self.config.eval_batch_size
+        for start in range(0, len(histories), bs):
+            part = histories[start : start + bs]
+            rows = [j for j, h in enumerate(part) if len(h)]
+            if rows:
+                out[start + np.asarray(rows)] = self.numpy(self.encode_last([part[j] for j in rows]))
+        return out
+
+    @torch.inference_mode()
+    def score_indices(self, user_idx: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """Scores of every item after each history (through the network's ``head``); ``user_idx`` is not used."""
+        net = self._net()
+        net.eval()
+        out = np.empty((len(histories), self.num_items + 1), dtype=np.float32)
+        bs = self.config.eval_batch_size
+        for start in range(0, len(histories), bs):
+            part = histories[start : start + bs]
+            hidden = torch.zeros(len(part), self.config.embed_dim, device=self.device_)
+            rows = [j for j, h in enumerate(part) if len(h)]
+            if rows:
+                hidden[torch.as_tensor(rows, device=self.device_)] = self.encode_last([part[j] for j in rows]).float()
+            out[start : start + len(part)] = self.numpy(net.head(hidden))  # type: ignore[operator]
+        out[:, 0] = -np.inf
+        return out

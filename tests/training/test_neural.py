@@ -1,0 +1,112 @@
+"""The neural-model base: shared hyperparameter names, state only after a successful fit, devices, tied weights."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+
+from attnrec.base import Recommender
+from attnrec.data.synthetic import planted_sequences
+from attnrec.errors import ConfigError, DataError, ModelFitError
+from attnrec.models.sasrec import SASRec
+from attnrec.registry import available_models, get_model_class
+from attnrec.training.neural import NeuralConfig, NeuralRecommender, tied_names
+from attnrec.training.options import TrainingOptions
+from attnrec.training.trainer import BatchFn, LossFn
+
+TINY = {"embed_dim": 16, "num_layers": 1, "num_heads": 1, "max_seq_len": 8, "epochs": 2, "batch_size": 16}
+
+
+class _Exploding(NeuralRecommender):
+    """A model whose loss becomes NaN in its second epoch."""
+
+    name = "exploding"
+
+    def build_net(self, train: Any) -> nn.Module:
+        return nn.Linear(2, 1)
+
+    def training_batches(self, train: Any) -> tuple[BatchFn, int]:
+        def batches(epoch: int, gen: torch.Generator) -> Iterator[Tensor]:
+            yield torch.full((4, 2), float(epoch))
+
+        return batches, 1
+
+    def training_loss(self, net: nn.Module, train: Any) -> LossFn:
+        def loss_fn(batch: Tensor, gen: torch.Generator) -> Tensor:
+            out = net(batch).mean()
+            return out * float("nan") if float(batch[0, 0]) > 1 else out
+
+        return loss_fn  # type: ignore[return-value]
+
+    def score_indices(self, user_idx: np.ndarray, histories: Any) -> np.ndarray:
+        return np.zeros((len(user_idx), self.num_items + 1), dtype=np.float32)
+
+
+def test_a_failed_fit_leaves_an_unfitted_model_unfitted() -> None:
+    data = planted_sequences(num_users=20, num_items=10, length=6, seed=0)
+    model = _Exploding({"epochs": 3})
+    with pytest.raises(ModelFitError, match="training loss became nan at epoch 2"):
+        model.fit(data, options=TrainingOptions(seed=0, threads=1))
+    assert not model.is_fitted
+    assert model.net_ is None and model.users_ is None and model.history_ == []
+
+
+def test_a_failed_refit_keeps_the_previous_model() -> None:
+    data = planted_sequences(num_users=30, num_items=12, length=8, seed=0)
+    model = SASRec(TINY).fit(data, options=TrainingOptions(seed=0, threads=1))
+    before = model.score_indices(np.array([1]), [data.sequence(1)])
+    net, users = model.net_, model.users_
+    bad = data.subset(np.zeros(len(data), dtype=bool))  # empty: fit refuses before any state changes
+    with pytest.raises(DataError):
+        model.fit(bad)
+    with pytest.raises(ModelFitError):  # now a failure inside training (lr so large the loss overflows)
+        model.config = model.config.with_updates(lr=1e30, grad_clip=None, epochs=2)
+        model.fit(data, options=TrainingOptions(seed=0, threads=1))
+    assert model.net_ is net and model.users_ is users
+    np.testing.assert_array_equal(model.score_indices(np.array([1]), [data.sequence(1)]), before)
+
+
+def test_every_neural_model_shares_the_training_parameter_names() -> None:
+    shared = set(NeuralConfig.model_fields)
+    neural = [n for n in available_models() if issubclass(get_model_class(n), NeuralRecommender)]
+    assert {"sasrec", "mf"} <= set(neural)
+    for name in neural:
+        fields = get_model_class(name).config_class.model_fields
+        assert shared <= set(fields), f"{name} lacks {sorted(shared - set(fields))}"
+        for key in shared:  # same meaning: same type annotation everywhere
+            assert fields[key].annotation == NeuralConfig.model_fields[key].annotation, (name, key)
+
+
+def test_devices_are_validated_and_cpu_inference_matches(tmp_path: Path) -> None:
+    data = planted_sequences(num_users=30, num_items=12, length=8, seed=0)
+    model = SASRec(TINY).fit(data, options=TrainingOptions(seed=0, threads=1, device="cpu"))
+    assert model.train_info_["device"] == "cpu"
+    scores = model.score_indices(np.array([1]), [data.sequence(1)])
+    assert model.to("auto") is model  # no GPU here: auto is the CPU
+    np.testing.assert_array_equal(model.score_indices(np.array([1]), [data.sequence(1)]), scores)
+    for bad, rule in [("tpu", "must be 'auto', 'cpu', 'cuda' or 'cuda:N'"), ("cuda:7", "cuda")]:
+        if bad.startswith("cuda") and torch.cuda.device_count() > 7:
+            continue
+        with pytest.raises(ConfigError, match=rule):
+            model.to(bad)
+    with pytest.raises(ConfigError, match="'device' option"):
+        SASRec(TINY).fit(data, options=TrainingOptions(seed=0, threads=1, device="gpu0"))
+
+
+def test_tied_item_weights_are_saved_once_and_tied_again_on_load(tmp_path: Path) -> None:
+    data = planted_sequences(num_users=30, num_items=12, length=8, seed=0)
+    model = SASRec(TINY).fit(data, options=TrainingOptions(seed=0, threads=1))
+    assert tied_names(model._net()) == {"head.weight": "item_emb.weight"}
+    assert "head.weight" not in model._get_state()
+    loaded = Recommender.load(model.save(tmp_path / "m"))
+    assert isinstance(loaded, SASRec)
+    net = loaded._net()
+    assert net.head.weight is net.item_emb.weight  # type: ignore[union-attr]
+    hist = [data.sequence(2)]
+    np.testing.assert_allclose(loaded.score_indices(np.array([2]), hist), model.score_indices(np.array([2]), hist))
