@@ -176,6 +176,7 @@ class RecommenderConformance:
         hists[0] = np.asarray([1, 2, 3], dtype=np.int64)
         before, fb_before = model.scores_with_fallback(users, hists)
         loaded = Recommender.load(model.save(tmp_path / "model"))
+        assert loaded.to("cpu") is loaded  # weights saved from any device load on the CPU (and move on request)
         assert type(loaded) is type(model)
         assert loaded.config == model.config
         after, fb_after = loaded.scores_with_fallback(users, hists)
