@@ -37,6 +37,8 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DATASETS = {
     "ml-100k": (DATA / "ml-100k" / "u.data", "udata"),
     "ml-1m": (DATA / "ml-1m" / "ml-1m.txt", "sasrec"),
+    "beauty": (DATA / "amazon-beauty" / "Beauty.txt", "sequence"),
+    "lastfm": (DATA / "lastfm" / "LastFM.txt", "sequence"),
 }
 
 GRIDS: dict[str, list[dict[str, Any]]] = {
@@ -113,7 +115,7 @@ def rating_benchmark(split: Split, options: TrainingOptions) -> dict[str, float]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--datasets", nargs="+", default=["ml-100k", "ml-1m"], choices=list(DATASETS))
     parser.add_argument("--models", nargs="+", default=list(GRIDS), choices=list(GRIDS))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42)

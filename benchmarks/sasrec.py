@@ -33,25 +33,11 @@ from attnrec.training.options import TrainingOptions
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DATASETS: dict[str, tuple[Path, str, dict[str, Any]]] = {
+    # no per-dataset settings: every dataset runs the model's defaults (users do not tune); `--set` is for
+    # experiments, and docs/benchmarks.md names every `--set` it used
     "ml-1m": (DATA / "ml-1m" / "ml-1m.txt", "sasrec", {}),
-    # short, sparse Amazon sequences: the paper's max_seq_len 50 and dropout 0.5, a smaller model
-    "beauty": (
-        DATA / "amazon-beauty" / "Beauty.txt",
-        "sequence",
-        {
-            "max_seq_len": 50,
-            "dropout": 0.5,
-            "embed_dim": 64,
-            "num_heads": 1,
-            "ffn_dim": 64,
-            "batch_size": 128,
-            # the settings the Beauty figures of docs/benchmarks.md were measured with (defaults before 0.1.0's
-            # window-item exclusion, sliding windows and 30 epochs)
-            "exclude_window_items": False,
-            "sliding_window_step": 0,
-            "epochs": 40,
-        },
-    ),
+    "beauty": (DATA / "amazon-beauty" / "Beauty.txt", "sequence", {}),
+    "lastfm": (DATA / "lastfm" / "LastFM.txt", "sequence", {}),
 }
 
 
@@ -78,7 +64,7 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="ml-1m", help="ml-1m, beauty or a path to a log file")
+    parser.add_argument("--data", default="ml-1m", help="ml-1m, beauty, lastfm or a path to a log file")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     parser.add_argument("--threads", type=int, default=2, help="threads per training process")

@@ -44,6 +44,12 @@ class SequentialNet(Protocol):
 class SequentialConfig(NeuralConfig):
     """Hyperparameters every next-item model shares (besides :class:`~attnrec.training.neural.NeuralConfig`)."""
 
+    patience: int = Field(
+        2,
+        ge=0,
+        description="Stop after this many validations (every eval_every epochs) without a better validation "
+        "NDCG@10; the best epoch's weights are kept (0: never stop early).",
+    )
     embed_dim: int = Field(64, ge=4, description="Width of the item embeddings and of the hidden states.")
     max_seq_len: int = Field(200, ge=1, description="Most recent items the model reads (training windows too).")
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout on embeddings and hidden states.")
