@@ -110,3 +110,23 @@ def test_tied_item_weights_are_saved_once_and_tied_again_on_load(tmp_path: Path)
     assert net.head.weight is net.item_emb.weight  # type: ignore[union-attr]
     hist = [data.sequence(2)]
     np.testing.assert_allclose(loaded.score_indices(np.array([2]), hist), model.score_indices(np.array([2]), hist))
+
+
+def test_data_rules_fill_the_fields_left_at_none_and_are_recorded(tmp_path: Path) -> None:
+    from attnrec.models.sequential import DENSE_DROPOUT, SPARSE_DROPOUT
+
+    sparse = planted_sequences(num_users=30, num_items=40, length=6, seed=0)  # 180 events / 40 items = 4.5
+    dense = planted_sequences(num_users=200, num_items=12, length=8, seed=0)  # 1,600 events / 12 items = 133
+    for data, expected in ((sparse, SPARSE_DROPOUT), (dense, DENSE_DROPOUT)):
+        model = SASRec(TINY).fit(data, options=TrainingOptions(seed=0, threads=1))
+        assert model.requested_config_.dropout is None
+        assert model.config.dropout == expected
+        assert model.train_info_["data_rules"]["dropout"]["value"] == expected
+        assert "events per item" in model.train_info_["data_rules"]["dropout"]["why"]
+        assert model.net_.drop.p == expected  # type: ignore[union-attr]
+    loaded = Recommender.load(model.save(tmp_path / "m"))  # the saved config holds the value used
+    assert loaded.config.dropout == DENSE_DROPOUT
+    refit = model.fit(sparse, options=TrainingOptions(seed=0, threads=1))  # a refit derives it again
+    assert refit.config.dropout == SPARSE_DROPOUT
+    given = SASRec({**TINY, "dropout": 0.1}).fit(sparse, options=TrainingOptions(seed=0, threads=1))
+    assert given.config.dropout == 0.1 and given.train_info_["data_rules"] == {}

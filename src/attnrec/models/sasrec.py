@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from attnrec.data.interactions import Interactions
 from attnrec.errors import ConfigError
 from attnrec.models.sequential import (
+    DENSE_DROPOUT,
     SequentialConfig,
     SequentialRecommender,
     pad_histories,
@@ -44,7 +45,6 @@ class SASRecConfig(SequentialConfig):
     num_layers: int = Field(2, ge=1, description="Number of self-attention blocks.")
     num_heads: int = Field(2, ge=1, description="Attention heads per block (must divide embed_dim).")
     ffn_dim: int | None = Field(None, ge=1, description="Hidden width of the feed-forward layer (None: 2 * embed_dim).")
-    dropout: float = Field(0.2, ge=0, lt=1, description="Dropout on embeddings, sub-layer outputs and the FFN.")
     attn_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on attention probabilities (slow on CPU).")
     norm_first: bool = Field(True, description="Pre-LN blocks (true) or post-LN blocks (false, as in the paper).")
     lr: float = Field(2e-3, gt=0, description="Peak AdamW learning rate.")
@@ -61,15 +61,16 @@ class SASRecNet(nn.Module):
     def __init__(self, num_items: int, cfg: SASRecConfig) -> None:
         super().__init__()
         d = cfg.embed_dim
+        p = DENSE_DROPOUT if cfg.dropout is None else cfg.dropout  # None: SASRec.fit applies the data rule first
         self.item_emb = nn.Embedding(num_items + 1, d, padding_idx=0)
         self.pos_emb = nn.Embedding(cfg.max_seq_len, d)
-        self.drop = FastDropout(cfg.dropout)
+        self.drop = FastDropout(p)
         self.encoder = TransformerEncoder(
             d,
             cfg.num_heads,
             cfg.num_layers,
             ffn_dim=cfg.ffn_dim or 2 * d,
-            dropout=cfg.dropout,
+            dropout=p,
             attn_dropout=cfg.attn_dropout,
             norm_first=cfg.norm_first,
         )
