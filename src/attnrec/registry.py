@@ -20,6 +20,7 @@ MODELS: dict[str, str] = {
     "bpr": "attnrec.models.bpr:BPR",
     "mf": "attnrec.models.mf:BiasedMF",
     "sasrec": "attnrec.models.sasrec:SASRec",
+    "narm": "attnrec.models.narm:NARM",
 }
 
 
