@@ -33,7 +33,8 @@ from attnrec.data.split import Split, prepare_split
 from attnrec.errors import ConfigError, PersistenceError
 from attnrec.io import read_json, write_json
 from attnrec.registry import create_model
-from attnrec.training.options import ProgressCallback, TrainingOptions
+from attnrec.training import distributed
+from attnrec.training.options import ProgressCallback, TrainingOptions, resolve_device
 
 CONFIG_JSON = "config.json"
 METRICS_JSON = "metrics.json"
@@ -86,6 +87,7 @@ class RunConfig(BaseModel):
     seed: int = 42
     threads: int | None = None
     processes: Annotated[int, Field(ge=1)] = 1
+    device: str = "auto"
     ks: tuple[int, ...] = (10, 20)
     eval_negatives: int | None = None
     negative_sampling: Literal["uniform", "popularity"] = "uniform"
@@ -255,12 +257,17 @@ def train_run(
     same file as the run's (its sha256 is checked).
 
     ``on_epoch`` receives each epoch's history row (``epoch``, ``loss``, ``valid_*``, ``seconds``) as it ends.
+
+    Inside a torchrun job (``attnrec train --processes N``) every process calls this; only rank 0 writes the
+    folder and evaluates, the others train with it and return a result without metrics.
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
+    main = distributed.is_main_process()
+    if main and out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not resume:
+    if main and out.is_dir() and any(out.iterdir()) and not resume:
         raise ConfigError(f"--out {out} already exists and is not empty (use a new folder, or --resume to continue)")
+    resolve_device(config.device, "device")
     model = create_model(config.model, config.params)  # validates hyperparameters before any work
     data = load_data(config, run=out if resume else None)
     if resume and config.data.sha256 and data.fingerprint != config.data.sha256:
@@ -270,6 +277,9 @@ def train_run(
         )
     if on_data_loaded is not None:
         on_data_loaded(data)
+    if not main:
+        model.fit(data.split.train, data.split.valid, options=_training_options(config, out, None, resume, None))
+        return RunResult(out, model, {}, list(getattr(model, "history_", None) or []))
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -338,18 +348,14 @@ def _fit_and_write(
         if on_epoch is not None:
             on_epoch(dict(row))
 
-    options = TrainingOptions(
-        seed=config.seed,
-        threads=config.threads,
-        processes=config.processes,
-        progress=progress,
-        checkpoint_dir=out / "checkpoints",
-        resume=resume,
-        log=log,
-    )
+    options = _training_options(config, out, progress, resume, log)
     start = time.perf_counter()
     model.fit(data.split.train, data.split.valid, options=options)
     train_seconds = time.perf_counter() - start
+    # the device asked for is config.device; the one used (a neural model's, else the CPU) is recorded too
+    config_json["device_used"] = str(model.train_info_.get("device", "cpu"))
+    config_json["world_size"] = distributed.world_size()
+    write_json(out / CONFIG_JSON, config_json)
     metrics = evaluate_split(model, data.split, config, progress=progress)
     # recommendations after training should use everything known about each user
     model.set_histories(data.split.full)
@@ -383,6 +389,26 @@ def _fit_and_write(
         history = [{"epoch": 1, "loss": None, "seconds": round(train_seconds, 3)}]
     write_history(out / HISTORY_CSV, history)
     return RunResult(out, model, summary, history)
+
+
+def _training_options(
+    config: RunConfig,
+    out: Path,
+    progress: ProgressCallback | None,
+    resume: bool,
+    log: Callable[[dict[str, Any]], None] | None,
+) -> TrainingOptions:
+    """The training options of a run. Inside a torchrun job the job decides the processes (``processes=1``)."""
+    return TrainingOptions(
+        seed=config.seed,
+        threads=config.threads,
+        processes=1 if distributed.launched() else config.processes,
+        device=config.device,
+        progress=progress,
+        checkpoint_dir=out / "checkpoints",
+        resume=resume,
+        log=log,
+    )
 
 
 def fit_description(model: Recommender, info: dict[str, Any], epochs_logged: int) -> dict[str, Any]:

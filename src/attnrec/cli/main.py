@@ -61,18 +61,32 @@ def handle_errors(func: F) -> F:
         except (typer.Exit, typer.Abort, click_exceptions.ClickException):
             raise
         except AttnRecError as exc:
-            raise fail(_one_line(str(exc))) from None
+            raise _fail_here(_one_line(str(exc))) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
         except Exception as exc:
             if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
                 raise
-            raise fail(
+            from attnrec.cli.launch import LOST_PEER_STATUS, lost_peer
+
+            message = (
                 f"{type(exc).__name__}: {_one_line(str(exc)) or 'no message'} "
                 f"(unexpected; set {DEBUG_ENV}=1 for the traceback)"
-            ) from None
+            )
+            raise _fail_here(message, LOST_PEER_STATUS if lost_peer(exc) else 2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _fail_here(message: str, code: int = 2) -> typer.Exit:
+    """:func:`fail`, except in a process of ``attnrec train --processes N``: there the error goes to torchrun's
+    error file and the launcher prints the job's one line."""
+    from attnrec.cli.launch import in_launched_worker, record_worker_error
+
+    if in_launched_worker():
+        record_worker_error(message)
+        return typer.Exit(code)
+    return fail(message, code)
 
 
 def _one_line(text: str) -> str:
@@ -103,25 +117,41 @@ def parse_params(config_file: Path | None, sets: list[str] | None) -> dict[str, 
 @handle_errors
 @o.with_log_options
 def train(
+    ctx: typer.Context,
     log: o.LogOptions,
     model: Annotated[str | None, typer.Option(help="Model name (see `attnrec models`).")] = None,
     out: Annotated[Path | None, typer.Option(help="Run folder to create.")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file of hyperparameters.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a hyperparameter: key=value.")] = None,
-    processes: Annotated[
-        int, typer.Option(help="Data-parallel training processes for neural models (each with --threads threads).")
-    ] = 1,
+    device: o.Device = None,
+    processes: o.Processes = None,
+    nnodes: o.Nnodes = 1,
+    node_rank: o.NodeRank = 0,
+    master_addr: o.MasterAddr = None,
+    master_port: o.MasterPort = 29500,
     resume: Annotated[
-        Path | None, typer.Option(help="Continue a killed run from its folder (other options are read from it).")
+        Path | None,
+        typer.Option(
+            help="Continue a killed run from its folder (other options are read from it; --device and "
+            "--processes may change)."
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars or per-epoch lines.")] = False,
 ) -> None:
     """Train a model on a log, evaluate it (validation and test) and write a run folder."""
+    from attnrec.cli.launch import worker_setup
     from attnrec.cli.progress import RichProgress
     from attnrec.runs import read_run_config, train_run
+    from attnrec.training import distributed
+    from attnrec.training.options import resolve_device
 
+    in_job = distributed.launched()
+    if device is not None:
+        resolve_device(device, "--device")
     if resume is not None:
         run_config = read_run_config(resume)
+        update = {k: v for k, v in (("device", device), ("processes", processes)) if v is not None}
+        run_config = run_config.model_copy(update=update) if update else run_config
         out = resume
     else:
         missing = [n for n, v in (("--data", log.data), ("--model", model), ("--out", out)) if v is None]
@@ -129,9 +159,22 @@ def train(
             raise ConfigError(f"train needs {', '.join(missing)}")
         assert model is not None
         run_config = _run_config(
-            model, parse_params(config, set_), log.data_spec(), processes=processes, **log.run_settings()
+            model,
+            parse_params(config, set_),
+            log.data_spec(),
+            processes=processes or 1,
+            device=device or "auto",
+            **log.run_settings(),
         )
     assert out is not None
+    if not in_job and (run_config.processes > 1 or nnodes > 1):
+        _launch(ctx, run_config, log.threads, nnodes, node_rank, master_addr, master_port, quiet=quiet)
+        return
+    main_process = distributed.is_main_process()
+    if in_job:
+        worker_setup()
+        run_config = run_config.model_copy(update={"processes": distributed.local_world_size()})
+        quiet = quiet or not main_process
     with RichProgress(err_console, enabled=not quiet) as progress:
         reporter = _TrainReporter(progress.console, run_config.model, quiet=quiet)
         reporter.max_epochs = _max_epochs(run_config)
@@ -140,14 +183,51 @@ def train(
             out,
             progress=progress,
             resume=resume is not None,
-            on_data_loaded=reporter.data_loaded,
+            on_data_loaded=reporter.data_loaded if main_process else None,
             on_epoch=reporter.epoch,
         )
+    if not main_process:
+        return
     _print_metrics_table(
         {run_config.model: result.metrics},
         title=f"{run_config.model}: {result.metrics['protocol']} ranking, {run_config.split} (± = 95% CI half-width)",
     )
     out_console.print(f"run folder: {result.out}")
+
+
+def _launch(
+    ctx: typer.Context,
+    run_config: Any,
+    threads: int | None,
+    nnodes: int,
+    node_rank: int,
+    master_addr: str | None,
+    master_port: int,
+    *,
+    quiet: bool,
+) -> None:
+    """Run this ``train`` command in ``run_config.processes`` processes under torchrun (``cli/launch.py``)."""
+    from attnrec.cli.launch import command_args, run_torchrun, torchrun_args
+    from attnrec.registry import create_model
+
+    create_model(run_config.model, run_config.params)  # a bad hyperparameter fails here, once
+    per_process = threads
+    if per_process is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        per_process = max(1, cores // run_config.processes)
+    drop = ("processes", "nnodes", "node_rank", "master_addr", "master_port")
+    command = command_args(ctx, drop)
+    args = torchrun_args(
+        command,
+        run_config.processes,
+        nnodes=nnodes,
+        node_rank=node_rank,
+        master_addr=master_addr,
+        master_port=master_port,
+    )
+    if not quiet:
+        err_console.print(f"running: torchrun {' '.join(args)}", highlight=False, soft_wrap=True, markup=False)
+    run_torchrun(args, threads_per_process=None if threads is not None else per_process)
 
 
 def _run_config(model: str, params: dict[str, Any], data: dict[str, Any], **settings: Any) -> Any:
@@ -448,10 +528,15 @@ def benchmark(
         Path | None, typer.Option(help="Folder of NAME.toml hyperparameter files (optional).")
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    device: o.Device = None,
 ) -> None:
     """Train and evaluate several models on one dataset (same data options and split) and print a table."""
     from attnrec.cli.progress import RichProgress
     from attnrec.runs import train_run
+    from attnrec.training.options import resolve_device
+
+    if device is not None:
+        resolve_device(device, "--device")
 
     names = [m.strip() for m in models_.split(",") if m.strip()]
     if not names:
@@ -461,7 +546,7 @@ def benchmark(
     for name in names:  # every configuration is checked before the first model trains
         cfg_file = None if config_dir is None else config_dir / f"{name}.toml"
         params = parse_params(cfg_file if cfg_file is not None and cfg_file.is_file() else None, None)
-        configs.append(_run_config(name, params, spec, **settings))
+        configs.append(_run_config(name, params, spec, device=device or "auto", **settings))
     results: dict[str, dict[str, Any]] = {}
     for i, run_config in enumerate(configs):
         with RichProgress(err_console, enabled=not json_out) as progress:

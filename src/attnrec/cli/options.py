@@ -75,6 +75,34 @@ MinItem = Annotated[int, typer.Option(help="k-core: minimum events per item.", r
 MinRating = Annotated[float | None, typer.Option(help="Keep events rated at least this.", rich_help_panel=SPLIT)]
 Seed = Annotated[int, typer.Option(help="Random seed.")]
 Threads = Annotated[int | None, typer.Option(help="Torch/BLAS threads (default: all cores).")]
+DEVICES = "Devices and processes"
+Device = Annotated[
+    str | None,
+    typer.Option(
+        help="auto (the GPU when there is one, else the CPU) | cpu | cuda | cuda:N. Default auto (train: the run's "
+        "device with --resume).",
+        rich_help_panel=DEVICES,
+    ),
+]
+Processes = Annotated[
+    int | None,
+    typer.Option(
+        help="Training processes on this machine (neural models): runs the command under torchrun, each process "
+        "with --threads threads (default: the cores divided among them). Default 1 (the run's with --resume).",
+        rich_help_panel=DEVICES,
+    ),
+]
+Nnodes = Annotated[
+    int, typer.Option(help="Machines of a multi-machine job (with --processes on each).", rich_help_panel=DEVICES)
+]
+NodeRank = Annotated[
+    int, typer.Option(help="This machine's rank, 0..nnodes-1 (0: the master).", rich_help_panel=DEVICES)
+]
+MasterAddr = Annotated[
+    str | None,
+    typer.Option(help="Address of the --node-rank 0 machine (multi-machine jobs).", rich_help_panel=DEVICES),
+]
+MasterPort = Annotated[int, typer.Option(help="TCP port on the master machine.", rich_help_panel=DEVICES)]
 Ks = Annotated[str, typer.Option("--k", help="Cut-offs, comma-separated.", rich_help_panel=EVAL)]
 EvalNegatives = Annotated[
     int | None,

@@ -26,6 +26,7 @@ def serve_command(
     torch_threads: int | None = None,
     log_level: str = "info",
     access_log: bool = False,
+    device: str = "auto",
 ) -> None:
     """Validate the options, then serve ``run_dir`` on ``host:port`` until interrupted.
 
@@ -36,7 +37,9 @@ def serve_command(
     from attnrec.serving.app import create_app
     from attnrec.serving.holder import check_run_folder
     from attnrec.serving.settings import ServeSettings, check_bind
+    from attnrec.training.options import resolve_device
 
+    resolve_device(device, "--device")
     if log_level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"--log-level must be debug, info, warning or error; got {log_level!r}")
     if not 0 < port < 65536:
@@ -48,6 +51,7 @@ def serve_command(
         rate_limit=rate_limit,
         rate_burst=rate_burst,
         torch_threads=torch_threads,
+        device=device,
         handle_sighup=True,
         load_in_background=True,
     )
@@ -94,6 +98,9 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
         threads: Annotated[int | None, typer.Option(help="torch threads for scoring.")] = None,
         log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
         access_log: Annotated[bool, typer.Option(help="Log every request (path and status; never keys).")] = False,
+        device: Annotated[
+            str, typer.Option(help="Where the model scores: auto (the GPU when there is one) | cpu | cuda | cuda:N.")
+        ] = "auto",
     ) -> None:
         """Serve real-time recommendations over HTTP: events in, fresh recommendations out (docs/serving.md)."""
         serve_command(
@@ -107,4 +114,5 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
             torch_threads=threads,
             log_level=log_level,
             access_log=access_log,
+            device=device,
         )

@@ -80,8 +80,8 @@ def _load_titles(run_dir: Path) -> dict[str, str] | None:
     return dict(ItemFeatures.load(path).titles) or None
 
 
-def load_run(run_dir: str | Path) -> LoadedModel:
-    """Load, validate and smoke-test a run folder."""
+def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedModel:
+    """Load, validate and smoke-test a run folder; the model scores on ``device``."""
     try:
         folder = Path(run_dir).expanduser().resolve()
         check_run_folder(folder)
@@ -91,7 +91,7 @@ def load_run(run_dir: str | Path) -> LoadedModel:
         raise ModelLoadError(f"{str(run_dir)[:200]}: not a usable run folder ({type(exc).__name__})") from None
     try:
         version = model_version(folder)
-        model = Recommender.load(folder)
+        model = Recommender.load(folder).to(device)
         # smoke test: an anonymous request and the first known user must score without error
         model.recommend_indices(np.zeros(1, dtype=np.int64), [np.zeros(0, dtype=np.int64)], k=1)
         if model.num_users > 0:
@@ -107,8 +107,9 @@ def load_run(run_dir: str | Path) -> LoadedModel:
 class ModelHolder:
     """The currently served model; :meth:`reload` swaps it atomically after a successful load."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, device: str = "cpu") -> None:
         self.run_dir = Path(run_dir)
+        self.device = device
         self._current: LoadedModel | None = None
         self._lock = threading.Lock()
         self.last_error: str | None = None
@@ -133,7 +134,7 @@ class ModelHolder:
             folder = Path(run_dir) if run_dir is not None else self.run_dir
             self.loading = True
             try:
-                loaded = load_run(folder)
+                loaded = load_run(folder, self.device)
             except ModelLoadError as exc:
                 self.last_error = str(exc)
                 raise

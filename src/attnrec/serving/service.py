@@ -98,7 +98,7 @@ class RecommendationService:
         from attnrec.serving.store import open_store
 
         self.settings = settings
-        self.holder = holder or ModelHolder(settings.run_dir)
+        self.holder = holder or ModelHolder(settings.run_dir, settings.device)
         self.metrics = metrics or ServiceMetrics()
         self._store_factory = store_factory or (lambda: open_store(settings.db_url))
         self._store: EventStore | None = None

@@ -54,6 +54,9 @@ class ServeSettings(BaseModel):
     handle_sighup: bool = Field(False, description="Reload the run folder on SIGHUP (set by 'attnrec serve').")
     public_metrics: bool = Field(False, description="Serve /metrics without a key even when keys are configured.")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (None = leave as is).")
+    device: str = Field(
+        "auto", description="Where the model scores: 'auto' (the GPU when there is one), 'cpu', 'cuda' or 'cuda:N'."
+    )
 
     @field_validator("run_dir")
     @classmethod

@@ -50,20 +50,23 @@ class TrainingOptions:
     Attributes:
         seed: seed of every random generator the model uses (numpy, torch).
         threads: torch/BLAS intra-op threads; ``None`` keeps the current setting.
-        device: torch device string ("cpu").
+        device: ``"auto"`` (the first CUDA GPU when there is one, else the CPU), ``"cpu"``, ``"cuda"`` or
+            ``"cuda:N"``; checked when the options are made (:func:`resolve_device`). In a multi-process job
+            ``"auto"`` and ``"cuda"`` mean each process's own GPU, ``cuda:LOCAL_RANK`` (:meth:`torch_device`).
         progress: optional callback for progress reports (the CLI draws rich progress bars from it).
         checkpoint_dir: folder for per-epoch checkpoints (neural models); ``None`` disables them.
         resume: continue from the checkpoint in ``checkpoint_dir`` when one exists.
         log: optional callback receiving one dict per epoch (history rows).
-        processes: data-parallel training processes on this machine (Linux ``fork``; gradients are averaged
-            with a gloo all-reduce after every step). Each process runs ``threads`` threads (``None``: the
-            current count divided by ``processes``). Measured on 2 cores: 2 processes of 1 thread train SASRec
-            5-9% faster than 1 process of 2 threads (``docs/training.md``). Non-neural models ignore it.
+        processes: training processes. Multi-process training runs on torch.distributed and is started by
+            ``torchrun`` (or ``attnrec train --processes N``, which runs torchrun): inside such a job the
+            trainer takes the number of processes from the job, and ``processes`` must be 1 or equal to it.
+            ``processes > 1`` outside a torchrun job is a :class:`ConfigError` (a Python program cannot start
+            the other processes itself). Non-neural models ignore it.
     """
 
     seed: int = 42
     threads: int | None = None
-    device: str = "cpu"
+    device: str = "auto"
     progress: ProgressCallback | None = None
     checkpoint_dir: Path | None = None
     resume: bool = False
@@ -73,6 +76,17 @@ class TrainingOptions:
     def __post_init__(self) -> None:
         if self.processes < 1:
             raise ConfigError(f"the 'processes' training option must be >= 1; got {self.processes}")
+        resolve_device(self.device, "device")
+
+    def torch_device(self) -> torch.device:
+        """The device this process trains on: :func:`resolve_device` of ``device``, except that in a
+        multi-process job ``"auto"`` (with a GPU) and ``"cuda"`` mean ``cuda:LOCAL_RANK``."""
+        from attnrec.training import distributed
+
+        device = resolve_device(self.device, "device")
+        if device.type == "cuda" and device.index is None and distributed.launched():
+            return resolve_device(f"cuda:{distributed.local_rank()}", "device")
+        return device
 
     def report(self, description: str, completed: float, total: float | None = None) -> None:
         if self.progress is not None:

@@ -9,6 +9,10 @@ Determinism: each epoch reseeds torch's global generator (dropout) and the batch
 ``(options.seed, epoch)``, so a resumed run repeats exactly the epochs an uninterrupted run would have done.
 The global torch RNG state is restored when :meth:`Trainer.fit` returns.
 
+Devices: the module and every batch go to ``options.device`` (``auto``: the GPU when there is one). Processes:
+inside a ``torchrun`` job the processes train one model with DistributedDataParallel (gloo on CPUs, NCCL on
+GPUs); see :meth:`Trainer._fit`.
+
 Checkpoint folder layout (``options.checkpoint_dir``)::
 
     state.json          epoch, global step, best metric/epoch, epochs without improvement, seed, history rows
@@ -21,12 +25,9 @@ Checkpoint folder layout (``options.checkpoint_dir``)::
 from __future__ import annotations
 
 import contextlib
-import datetime
 import math
 import os
-import tempfile
 import time
-import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from torch import Tensor, nn
 
 from attnrec.errors import ConfigError, ModelFitError, PersistenceError
 from attnrec.io import read_json, write_json
+from attnrec.training import distributed
 from attnrec.training.options import TrainingOptions
 
 STATE_JSON = "state.json"
@@ -71,7 +73,7 @@ def optimizer_state_to_files(state_dict: dict[str, Any]) -> tuple[dict[str, Tens
     for pid, entry in state_dict["state"].items():
         for name, value in entry.items():
             if isinstance(value, Tensor):
-                tensors[f"state.{pid}.{name}"] = value.detach().clone().contiguous()
+                tensors[f"state.{pid}.{name}"] = value.detach().to("cpu", copy=True).contiguous()
             else:
                 scalars.setdefault(str(pid), {})[name] = _plain(value)
     groups = [{k: _plain(v) for k, v in group.items()} for group in state_dict["param_groups"]]
@@ -168,89 +170,17 @@ def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1, dtype=np.uint64)[0] % (2**63))
 
 
-def _shard(batch: Any, rank: int, world: int) -> Any:
-    """Rows ``rank, rank + world, ...`` of every tensor of a batch (a tensor, or a tuple/list of tensors)."""
-    if isinstance(batch, Tensor):
-        return batch[rank::world]
-    if isinstance(batch, (tuple, list)) and all(isinstance(t, Tensor) for t in batch):
-        return type(batch)(t[rank::world] for t in batch)
-    raise ConfigError(
-        "data-parallel training ('processes' > 1) needs batches that are tensors or tuples of tensors "
-        f"(split by rows); got {type(batch).__name__}"
-    )
+class _LossModule(nn.Module):
+    """The loss computation as a module, so that DistributedDataParallel sees the forward pass of any
+    ``loss_fn`` (which calls the model's network itself) and all-reduces the gradients of its parameters."""
 
+    def __init__(self, module: nn.Module, loss_fn: LossFn) -> None:
+        super().__init__()
+        self.module = module
+        self.loss_fn = loss_fn
 
-def _rows(batch: Any) -> int:
-    return int(batch.shape[0]) if isinstance(batch, Tensor) else int(batch[0].shape[0])
-
-
-class _DataParallel:
-    """Processes forked from the caller (rank 0) that train replicas of one module on row shards of each batch.
-
-    Every replica starts from the same weights and optimizer state (inherited through ``fork``), receives the
-    same all-reduced gradient after each step and applies the same update, so the replicas never diverge and
-    rank 0's module is the trained model. The group is an object (no ``torch.distributed`` default group).
-    """
-
-    def __init__(self, world: int, timeout_seconds: float = 6 * 3600) -> None:
-        import torch.distributed as dist
-
-        if not hasattr(os, "fork"):
-            raise ConfigError(f"the 'processes' training option needs os.fork (Linux); got processes={world}")
-        self.world = world
-        self.rank = 0
-        self.folder = tempfile.mkdtemp(prefix="attnrec-dp-")
-        self.children: list[int] = []
-        for rank in range(1, world):
-            pid = os.fork()
-            if pid == 0:  # the child continues the caller's training loop as `rank`
-                self.rank, self.children = rank, []
-                break
-            self.children.append(pid)
-        store = dist.FileStore(os.path.join(self.folder, "store"), world)
-        self.group = dist.ProcessGroupGloo(store, self.rank, world, datetime.timedelta(seconds=timeout_seconds))
-
-    def all_reduce(self, tensor: Tensor) -> Tensor:
-        """Sum ``tensor`` over the processes, in place."""
-        self.group.allreduce([tensor]).wait()  # type: ignore[attr-defined]
-        return tensor
-
-    def exit_child(self, error: BaseException | None) -> None:
-        """End a child process (never returns): exit 0, or write the error for rank 0 and exit 1."""
-        code = 0
-        if error is not None:
-            code = 1
-            try:
-                with open(os.path.join(self.folder, f"rank{self.rank}.error"), "w", encoding="utf-8") as fh:
-                    fh.write("".join(traceback.format_exception_only(type(error), error)).strip())
-            except OSError:
-                pass
-        os._exit(code)
-
-    def child_errors(self) -> str:
-        texts = []
-        for rank in range(1, self.world):
-            path = os.path.join(self.folder, f"rank{rank}.error")
-            if os.path.isfile(path):
-                with open(path, encoding="utf-8") as fh:
-                    texts.append(f"process {rank}: {fh.read()}")
-        return "; ".join(texts)
-
-    def close(self, *, kill: bool) -> list[int]:
-        """Rank 0: wait for (or kill) the children and remove the rendezvous folder; returns their exit codes."""
-        import shutil
-        import signal
-
-        codes = []
-        for pid in self.children:
-            if kill:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            _, status = os.waitpid(pid, 0)
-            codes.append(os.waitstatus_to_exitcode(status))
-        self.children = []
-        shutil.rmtree(self.folder, ignore_errors=True)
-        return codes
+    def forward(self, batch: Any, generator: torch.Generator) -> Any:
+        return self.loss_fn(batch, generator)
 
 
 class Trainer:
@@ -299,8 +229,9 @@ class Trainer:
         return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     @staticmethod
-    def _weights(module: nn.Module) -> dict[str, Tensor]:
-        return {k: v.detach().clone().contiguous() for k, v in module.state_dict().items()}
+    def _weights(module: nn.Module, device: torch.device | None = None) -> dict[str, Tensor]:
+        """A copy of the module's weights (on ``device``, default where they are)."""
+        return {k: v.detach().to(device, copy=True).contiguous() for k, v in module.state_dict().items()}
 
     def _save_checkpoint(
         self,
@@ -312,11 +243,11 @@ class Trainer:
     ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{WEIGHTS}.tmp"
-        save_file(self._weights(module), str(tmp))
+        save_file(self._weights(module, torch.device("cpu")), str(tmp))  # loads on any device
         tmp.replace(folder / WEIGHTS)
         if best is not None:
             tmp = folder / f".{BEST_WEIGHTS}.tmp"
-            save_file(best, str(tmp))
+            save_file({k: v.cpu() for k, v in best.items()}, str(tmp))
             tmp.replace(folder / BEST_WEIGHTS)
         tensors, meta = optimizer_state_to_files(opt.state_dict())
         tmp = folder / f".{OPTIMIZER}.tmp"
@@ -330,11 +261,13 @@ class Trainer:
     ) -> tuple[dict[str, Any], dict[str, Tensor] | None]:
         state = read_json(folder / STATE_JSON)
         try:
-            module.load_state_dict(load_file(str(folder / WEIGHTS)))
+            module.load_state_dict(load_file(str(folder / WEIGHTS), device="cpu"))
             opt.load_state_dict(
-                optimizer_state_from_files(load_file(str(folder / OPTIMIZER)), read_json(folder / OPTIMIZER_JSON))
+                optimizer_state_from_files(
+                    load_file(str(folder / OPTIMIZER), device="cpu"), read_json(folder / OPTIMIZER_JSON)
+                )
             )
-            best = load_file(str(folder / BEST_WEIGHTS)) if (folder / BEST_WEIGHTS).is_file() else None
+            best = load_file(str(folder / BEST_WEIGHTS), device="cpu") if (folder / BEST_WEIGHTS).is_file() else None
         except (OSError, RuntimeError, ValueError, KeyError) as exc:
             raise PersistenceError(f"{folder}: cannot resume from checkpoint ({exc})") from None
         return state, best
@@ -346,44 +279,6 @@ class Trainer:
                 f"training loss became {value} at epoch {epoch}, step {b + 1} "
                 f"(global step {step + 1}); lower 'lr' or enable 'grad_clip'"
             )
-
-    def _parallel_step(
-        self,
-        dp: _DataParallel,
-        module: nn.Module,
-        params: list[nn.Parameter],
-        batch: Any,
-        loss_fn: LossFn,
-        gen: torch.Generator,
-        device: torch.device,
-    ) -> tuple[float, int]:
-        """Forward/backward this rank's shard, then all-reduce the gradients (weighted by each shard's tokens,
-        or by its row count when ``loss_fn`` reports no tokens) so every rank holds the full batch's gradient.
-        Returns the batch's loss and token count."""
-        shard = _shard(batch, dp.rank, dp.world)
-        weight, n_tok, loss_value = 0.0, 0, 0.0
-        if _rows(shard) > 0:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.config.bf16):
-                out = loss_fn(shard, gen)
-            loss, n_tok = out if isinstance(out, tuple) else (out, 0)
-            weight = float(n_tok) if isinstance(out, tuple) else float(_rows(shard))
-            if weight > 0:
-                (loss * weight).backward()
-                loss_value = float(loss.detach()) * weight
-        flat = torch.cat(
-            [p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel()) for p in params]
-            + [torch.tensor([loss_value, weight, float(n_tok)])]
-        )
-        dp.all_reduce(flat)
-        total = float(flat[-2])
-        if total <= 0:
-            total = 1.0
-        offset = 0
-        for p in params:
-            n = p.numel()
-            p.grad = (flat[offset : offset + n] / total).view_as(p).to(p.dtype)
-            offset += n
-        return float(flat[-3]) / total, int(flat[-1])
 
     # ------------------------------------------------------------------ the loop
     def fit(
@@ -398,30 +293,96 @@ class Trainer:
     ) -> TrainResult:
         """Train ``module`` in place and return the per-epoch history.
 
+        The module is moved to ``options.device`` and every batch (a tensor, or tuples / lists / dicts of
+        tensors, nested) is moved there before ``loss_fn`` sees it. Inside a torchrun job (``WORLD_SIZE`` > 1)
+        the processes train one model together with DistributedDataParallel (see :meth:`_fit`).
+
         Args:
             module: the ``nn.Module`` whose parameters are optimised.
             batches: ``batches(epoch, generator)`` yields the batches of one epoch.
             loss_fn: ``loss_fn(batch, generator)`` returns the scalar loss (or ``(loss, tokens)``).
             num_batches: batches per epoch (for progress and the cosine schedule).
             validate: returns validation metrics; early stopping and best-weight restore use
-                ``config.metric``. Without it the last epoch's weights are kept.
+                ``config.metric``. Without it the last epoch's weights are kept. Runs on the module's device,
+                in rank 0 only.
             description: progress label.
 
         Raises:
             ModelFitError: the loss became NaN or infinite (the message names epoch and step).
+            ConfigError: ``options.processes`` > 1 outside a torchrun job, or different from the job's size.
         """
         opts = self.options
-        world = opts.processes
-        threads = opts.threads
-        if threads is None and world > 1:
-            threads = max(1, torch.get_num_threads() // world)
+        device = opts.torch_device()
+        world = distributed.world_size()
+        if opts.processes > 1 and world <= 1:
+            n = opts.processes
+            raise ConfigError(
+                f"the 'processes' training option asks for {n} processes but this is not a multi-process job: "
+                f"launch the script with `torchrun --nproc-per-node {n} script.py`, or use "
+                f"`attnrec train --processes {n}`"
+            )
+        if world > 1 and opts.processes not in (1, world):
+            raise ConfigError(
+                f"the 'processes' training option is {opts.processes} but this torchrun job has {world} "
+                "processes; leave it at 1 (the job decides) or set it to the job's size"
+            )
         saved_threads = torch.get_num_threads()
-        if threads is not None:
-            torch.set_num_threads(threads)
+        if opts.threads is not None:
+            torch.set_num_threads(opts.threads)
+        created = False
         try:
-            return self._fit(module, batches, loss_fn, num_batches, validate, description, threads)
-        finally:  # the library leaves the caller's thread count as it found it
+            if world > 1:
+                created = distributed.init_process_group(device)
+            return self._fit(module, batches, loss_fn, num_batches, validate, description, device, world)
+        finally:  # the library leaves the caller's thread count (and process group state) as it found it
+            if created:
+                distributed.destroy_process_group()
             torch.set_num_threads(saved_threads)
+
+    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+        if not self.config.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+
+    def _step(self, batch: Any, loss_fn: LossFn, gen: torch.Generator, device: torch.device) -> tuple[float, int]:
+        """One process: forward and backward of the whole batch on ``device``; returns its loss and tokens."""
+        with self._autocast(device):
+            out = loss_fn(distributed.to_device(batch, device), gen)
+        loss, n_tok = out if isinstance(out, tuple) else (out, 0)
+        value = float(loss.detach())
+        if math.isfinite(value):
+            loss.backward()
+        return value, int(n_tok)
+
+    def _distributed_step(
+        self, ddp: nn.Module, batch: Any, gen: torch.Generator, device: torch.device, comm: torch.device
+    ) -> tuple[float, int]:
+        """This rank's row shard through DistributedDataParallel. The shard's loss is weighted by its tokens
+        (rows when ``loss_fn`` reports none) over the job's total, all-reduced before backward, so the averaged
+        gradient is the whole batch's token-weighted mean. An empty shard runs one row of the batch with
+        weight 0, so that every rank takes part in the gradient all-reduce. Returns the batch's loss and tokens
+        (the same on every rank)."""
+        import torch.distributed as dist
+
+        rank, world = distributed.rank(), distributed.world_size()
+        rows = distributed.batch_rows(batch)
+        part = distributed.shard(batch, rank, world)
+        empty = rank >= rows
+        if empty:
+            part = distributed.shard(batch, 0, rows)  # row 0 alone, weight 0
+        with self._autocast(device):
+            out = ddp(distributed.to_device(part, device), gen)
+        loss, n_tok = out if isinstance(out, tuple) else (out, None)
+        weight = 0.0 if empty else float(n_tok if n_tok is not None else distributed.batch_rows(part))
+        tokens = 0 if empty or n_tok is None else int(n_tok)
+        value = float(loss.detach()) if weight > 0 else 0.0
+        stats = torch.tensor([weight, value * weight, float(tokens)], dtype=torch.float64, device=comm)
+        dist.all_reduce(stats)
+        total = float(stats[0]) if float(stats[0]) > 0 else 1.0
+        global_value = float(stats[1]) / total
+        if math.isfinite(global_value):
+            (loss * (weight * world / total)).backward()  # DDP averages over the world: sum_r w_r g_r / total
+        return global_value, int(stats[2])
 
     def _fit(
         self,
@@ -431,11 +392,18 @@ class Trainer:
         num_batches: int,
         validate: ValidateFn | None,
         description: str,
-        threads: int | None,
+        device: torch.device,
+        world: int,
     ) -> TrainResult:
+        """The loop. With ``world`` > 1 (a torchrun job with its default process group) every rank holds a
+        replica wrapped in DistributedDataParallel (which starts every replica from rank 0's weights) and takes
+        rows ``rank::world`` of each batch, so the global batch and its order are those of one process; rank 0
+        validates, decides early stopping (broadcast to the others), writes checkpoints and reports progress and
+        history rows; every rank resumes from the checkpoint folder (which must be visible to all of them); at
+        the end rank 0's final (best) weights are broadcast so that every rank returns the same model."""
+        import torch.distributed as dist
+
         cfg, opts = self.config, self.options
-        world = opts.processes
-        device = torch.device(opts.device)
         module.to(device)
         opt = self._optimizer(module)
         total_steps = cfg.epochs * max(num_batches, 1)
@@ -447,6 +415,7 @@ class Trainer:
         start_epoch = 1
         step = 0
         stopped = False
+        rank = distributed.rank() if world > 1 else 0
         folder = Path(opts.checkpoint_dir) if opts.checkpoint_dir is not None else None
         if folder is not None and opts.resume and (folder / STATE_JSON).is_file():
             state, best_weights = self._load_checkpoint(folder, module, opt)
@@ -457,119 +426,125 @@ class Trainer:
             step = int(state.get("step", 0))
             start_epoch = int(state["epoch"]) + 1
             stopped = bool(state.get("stopped", False))
+        ddp: nn.Module | None = None
+        comm = torch.device("cpu")
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            comm = device if dist.get_backend() == "nccl" else torch.device("cpu")
+            where = torch.tensor([start_epoch, step], dtype=torch.int64, device=comm)
+            dist.broadcast(where, src=0)
+            if (int(where[0]), int(where[1])) != (start_epoch, step):
+                raise ConfigError(
+                    f"process {rank} resumes at epoch {start_epoch} but process 0 at epoch {int(where[0])}: "
+                    f"the checkpoint folder {folder} must be visible to every process (a shared filesystem)"
+                )
+            ddp = DistributedDataParallel(_LossModule(module, loss_fn), static_graph=True)
+        local_world = distributed.local_world_size()
         t_begin = time.perf_counter()
-        dp = _DataParallel(world) if world > 1 and start_epoch <= cfg.epochs and not stopped else None
-        rank = dp.rank if dp is not None else 0
-        params = [p for p in module.parameters() if p.requires_grad]
-        try:
-            with torch.random.fork_rng(devices=[]):
-                for epoch in range(start_epoch, cfg.epochs + 1):
-                    if stopped:
-                        break
-                    # rank 0 draws exactly what a single process draws; other ranks get their own dropout
-                    # and negative-sampling streams, while every rank shuffles the batches identically
-                    torch.manual_seed(_epoch_seed(opts.seed, epoch, 0 if rank == 0 else 100 + rank))
-                    gen = torch.Generator().manual_seed(_epoch_seed(opts.seed, epoch, 1))
-                    loss_gen = (
-                        gen if rank == 0 else torch.Generator().manual_seed(_epoch_seed(opts.seed, epoch, 200 + rank))
-                    )
-                    module.train()
-                    t0 = time.perf_counter()
-                    loss_sum, n_steps, tokens = 0.0, 0, 0
-                    for b, batch in enumerate(batches(epoch, gen)):
-                        lr = self.lr_at(step, total_steps)
-                        for group in opt.param_groups:
-                            group["lr"] = lr
-                        opt.zero_grad(set_to_none=True)
-                        if dp is None:
-                            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                                out = loss_fn(batch, loss_gen)
-                            loss, n_tok = out if isinstance(out, tuple) else (out, 0)
-                            value = float(loss.detach())
-                            self._check_finite(value, epoch, b, step)
-                            loss.backward()
-                        else:
-                            value, n_tok = self._parallel_step(dp, module, params, batch, loss_fn, loss_gen, device)
-                            self._check_finite(value, epoch, b, step)
-                        if cfg.grad_clip is not None:
-                            torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
-                        opt.step()
-                        step += 1
-                        n_steps += 1
-                        loss_sum += value
-                        tokens += int(n_tok)
-                        if rank == 0:
-                            opts.report(f"{description} epoch {epoch}/{cfg.epochs}", b + 1, num_batches)
-                    seconds = time.perf_counter() - t0
-                    row: dict[str, Any] = {
-                        "epoch": epoch,
-                        "loss": loss_sum / max(n_steps, 1),
-                        "lr": self.lr_at(max(step - 1, 0), total_steps),
-                        "seconds": seconds,
-                        "tokens_per_second": tokens / seconds if seconds > 0 else 0.0,
-                    }
-                    due = validate is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs)
-                    if due and rank == 0:
-                        assert validate is not None
-                        module.eval()
-                        t_val = time.perf_counter()
-                        if dp is not None and threads is not None:  # the other ranks idle meanwhile: use their cores
-                            torch.set_num_threads(threads * world)
+        cuda_rng: list[int] = []
+        if device.type == "cuda" and torch.cuda.is_available():
+            cuda_rng = [device.index if device.index is not None else torch.cuda.current_device()]
+        with torch.random.fork_rng(devices=cuda_rng):
+            for epoch in range(start_epoch, cfg.epochs + 1):
+                if stopped:
+                    break
+                # rank 0 draws exactly what a single process draws; other ranks get their own dropout and
+                # negative-sampling streams, while every rank shuffles the batches identically
+                torch.manual_seed(_epoch_seed(opts.seed, epoch, 0 if rank == 0 else 100 + rank))
+                gen = torch.Generator().manual_seed(_epoch_seed(opts.seed, epoch, 1))
+                loss_gen = (
+                    gen if rank == 0 else torch.Generator().manual_seed(_epoch_seed(opts.seed, epoch, 200 + rank))
+                )
+                module.train()
+                t0 = time.perf_counter()
+                loss_sum, n_steps, tokens = 0.0, 0, 0
+                for b, batch in enumerate(batches(epoch, gen)):
+                    lr = self.lr_at(step, total_steps)
+                    for group in opt.param_groups:
+                        group["lr"] = lr
+                    opt.zero_grad(set_to_none=True)
+                    if ddp is None:
+                        value, n_tok = self._step(batch, loss_fn, loss_gen, device)
+                    else:
+                        value, n_tok = self._distributed_step(ddp, batch, loss_gen, device, comm)
+                    self._check_finite(value, epoch, b, step)
+                    if cfg.grad_clip is not None:
+                        torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
+                    opt.step()
+                    step += 1
+                    n_steps += 1
+                    loss_sum += value
+                    tokens += int(n_tok)
+                    if rank == 0:
+                        opts.report(f"{description} epoch {epoch}/{cfg.epochs}", b + 1, num_batches)
+                seconds = time.perf_counter() - t0
+                row: dict[str, Any] = {
+                    "epoch": epoch,
+                    "loss": loss_sum / max(n_steps, 1),
+                    "lr": self.lr_at(max(step - 1, 0), total_steps),
+                    "seconds": seconds,
+                    "tokens_per_second": tokens / seconds if seconds > 0 else 0.0,
+                }
+                due = validate is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs)
+                if due and rank == 0:
+                    assert validate is not None
+                    module.eval()
+                    t_val = time.perf_counter()
+                    threads = torch.get_num_threads()
+                    if world > 1 and device.type == "cpu":  # the other local ranks wait meanwhile: use their cores
+                        torch.set_num_threads(min(threads * local_world, os.cpu_count() or threads))
+                    try:
                         metrics = validate()
-                        if dp is not None and threads is not None:
-                            torch.set_num_threads(threads)
-                        row["valid_seconds"] = time.perf_counter() - t_val
-                        row.update({f"valid_{k}": float(v) for k, v in metrics.items()})
-                        if cfg.metric not in metrics:
-                            raise ModelFitError(
-                                f"validation returned no {cfg.metric!r} (got: {', '.join(metrics) or 'nothing'})"
-                            )
-                        value = float(metrics[cfg.metric])
-                        if best_metric is None or (value > best_metric if cfg.mode == "max" else value < best_metric):
-                            best_metric, best_epoch, bad = float(value), epoch, 0
-                            best_weights = self._weights(module)
-                        else:
-                            bad += 1
-                            if cfg.patience > 0 and bad >= cfg.patience:
-                                stopped = True
-                    if dp is not None and due:  # the other ranks wait here for rank 0's early-stopping decision
-                        stopped = bool(dp.all_reduce(torch.tensor([float(stopped)]))[0] > 0)
-                    if rank > 0:
-                        continue
-                    history.append(row)
-                    if opts.log is not None:
-                        opts.log(dict(row))
-                    if folder is not None:
-                        state = {
-                            "epoch": epoch,
-                            "step": step,
-                            "best_metric": best_metric,
-                            "best_epoch": best_epoch,
-                            "bad_epochs": bad,
-                            "stopped": stopped,
-                            "seed": opts.seed,
-                            "metric": cfg.metric,
-                            "mode": cfg.mode,
-                            "history": history,
-                        }
-                        self._save_checkpoint(folder, module, opt, state, best_weights)
-        except BaseException as exc:
-            if dp is not None and dp.rank > 0:
-                dp.exit_child(exc)
-            if dp is not None:
-                errors = dp.child_errors()
-                dp.close(kill=True)
-                if errors and not isinstance(exc, ModelFitError):
-                    raise ModelFitError(f"data-parallel training failed: {errors}") from exc
-            raise
-        if dp is not None:
-            if dp.rank > 0:
-                dp.exit_child(None)
-            codes = dp.close(kill=False)
-            if any(codes):
-                raise ModelFitError(f"data-parallel training processes exited with codes {codes}")
+                    finally:
+                        torch.set_num_threads(threads)
+                    row["valid_seconds"] = time.perf_counter() - t_val
+                    row.update({f"valid_{k}": float(v) for k, v in metrics.items()})
+                    if cfg.metric not in metrics:
+                        raise ModelFitError(
+                            f"validation returned no {cfg.metric!r} (got: {', '.join(metrics) or 'nothing'})"
+                        )
+                    value = float(metrics[cfg.metric])
+                    if best_metric is None or (value > best_metric if cfg.mode == "max" else value < best_metric):
+                        best_metric, best_epoch, bad = float(value), epoch, 0
+                        best_weights = self._weights(module)
+                    else:
+                        bad += 1
+                        if cfg.patience > 0 and bad >= cfg.patience:
+                            stopped = True
+                if world > 1 and due:  # the other ranks wait here for rank 0's early-stopping decision
+                    decision = torch.tensor(
+                        [float(stopped), float(best_epoch), float("nan") if best_metric is None else best_metric],
+                        dtype=torch.float64,
+                        device=comm,
+                    )
+                    dist.broadcast(decision, src=0)
+                    stopped, best_epoch = bool(decision[0] > 0), int(decision[1])
+                    best_metric = None if math.isnan(float(decision[2])) else float(decision[2])
+                history.append(row)
+                if rank > 0:
+                    continue
+                if opts.log is not None:
+                    opts.log(dict(row))
+                if folder is not None:
+                    state = {
+                        "epoch": epoch,
+                        "step": step,
+                        "best_metric": best_metric,
+                        "best_epoch": best_epoch,
+                        "bad_epochs": bad,
+                        "stopped": stopped,
+                        "seed": opts.seed,
+                        "metric": cfg.metric,
+                        "mode": cfg.mode,
+                        "history": history,
+                    }
+                    self._save_checkpoint(folder, module, opt, state, best_weights)
         if cfg.restore_best and best_weights is not None:
             module.load_state_dict(best_weights)
+        if world > 1:  # every rank returns rank 0's final weights
+            for tensor in module.state_dict().values():
+                dist.broadcast(tensor, src=0)
         module.eval()
         return TrainResult(
             history=history,
