@@ -20,6 +20,7 @@ MODELS: dict[str, str] = {
     "bpr": "attnrec.models.bpr:BPR",
     "mf": "attnrec.models.mf:BiasedMF",
     "sasrec": "attnrec.models.sasrec:SASRec",
+    "bert4rec": "attnrec.models.bert4rec:BERT4Rec",
     "narm": "attnrec.models.narm:NARM",
 }
 
