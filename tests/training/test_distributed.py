@@ -203,3 +203,45 @@ def test_torchrun_arguments_for_one_and_several_machines() -> None:
         torchrun_args(["train"], 2, nnodes=2)
     with pytest.raises(ConfigError, match=r"--node-rank must be within 0\.\.1 \(--nnodes 2\); got 2"):
         torchrun_args(["train"], 2, nnodes=2, node_rank=2, master_addr="h")
+
+
+def test_cli_device_options_are_checked_before_any_work(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from attnrec.cli.main import app
+
+    runner = CliRunner()
+    log = tmp_path / "log.csv"
+    log.write_text("user_id,item_id\na,x\n")
+    result = runner.invoke(
+        app, ["train", "--data", str(log), "--model", "ease", "--out", str(tmp_path / "r"), "--device", "gpu"]
+    )
+    assert result.exit_code == 2
+    assert "the '--device' option must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got 'gpu'" in result.output
+    assert not (tmp_path / "r").exists()
+    result = runner.invoke(app, ["serve", str(tmp_path), "--device", "tpu"])
+    assert result.exit_code == 2 and "'--device' option must be" in result.output
+
+
+def test_the_served_model_is_moved_to_the_serve_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from attnrec.base import Recommender
+    from attnrec.data import Interactions
+    from attnrec.data.synthetic import make_synthetic
+    from attnrec.models.popularity import Popularity
+    from attnrec.serving.service import RecommendationService
+    from attnrec.serving.settings import ServeSettings
+
+    frame = make_synthetic(num_users=20, num_items=10, seed=0).interactions
+    Popularity().fit(Interactions.from_frame(frame)).save(tmp_path)
+    moves: list[str] = []
+    original = Recommender.to
+
+    def record(self: Recommender, device: str) -> Recommender:
+        moves.append(device)
+        return original(self, device)
+
+    monkeypatch.setattr(Recommender, "to", record)
+    service = RecommendationService(ServeSettings(run_dir=tmp_path, device="cpu", load_in_background=False))
+    service.holder.reload()
+    assert moves == ["cpu"]
+    assert ServeSettings(run_dir=tmp_path).device == "auto"
