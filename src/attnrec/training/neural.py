@@ -166,7 +166,7 @@ class NeuralRecommender(Recommender):
         rules = self.data_rules(train, requested)
         self.config = requested.with_updates(**{k: v for k, (v, _) in rules.items()}) if rules else requested
         self.requested_config_, self._ruled_config = requested, self.config
-        device = resolve_device(options.device)
+        device = options.torch_device()  # cuda:LOCAL_RANK in a multi-process job
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(options.seed)
             net = self.build_net(train)
