@@ -1,88 +1,164 @@
-"""Faithfulness of attention explanations: does removing what the explanation points at change the score?
+"""Faithfulness of explanations: does removing what an explanation points at change the score?
 
-For each user, the model recommends its top item ``r`` after the full history ``h``. We remove from ``h`` the 3
-history items with the largest explanation weight for ``r`` and, separately, 3 history items chosen uniformly at
-random (same count, seeded), re-score ``r`` on both shortened histories and compare the drops
-``score(r | h) - score(r | h')``. An explanation is faithful when the top-3 removal lowers the score more than
-the random removal, for most users and on average.
+For each user the model recommends its top item ``r`` after the history ``h`` (the part the model reads, its
+last ``max_seq_len`` items; ``r`` is not in ``h``). Three shortened histories are scored:
+
+* **explained**: ``h`` without the ``removed`` positions the method ranks highest for ``r``;
+* **random**: ``h`` without ``removed`` positions drawn uniformly (seeded, one draw per user);
+* **recent**: ``h`` without its ``removed`` most recent items (a recency explanation for free).
+
+The drop of a removal is ``score(r | h) - score(r | h')``. The explanation *beats* a baseline for a user when its
+drop is strictly larger (by more than a float tolerance); equal drops are *ties* (e.g. when the explanation
+picks exactly the most recent items). The report gives, per method, the share of users where the explanation
+beats the random baseline, the recent baseline and both, the ties, and the mean and median drops. Only histories
+with more than ``removed`` read items are used.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from attnrec.explain.attention import Method, position_weights
+from attnrec.errors import ConfigError
+from attnrec.explain.base import PositionExplainer, read_part
+from attnrec.explain.methods import get_explainer
+
+TIE_TOLERANCE = 1e-5
+"""Drops closer than this (relative to ``max(1, |score(r | h)|)``) are ties."""
 
 
 @dataclass(frozen=True)
 class FaithfulnessReport:
+    """Faithfulness of one method over ``users`` users (shares in [0, 1], drops in score units)."""
+
     method: str
     users: int
     removed: int
-    fraction_top_drop_larger: float
-    mean_drop_top: float
+    beats_random: float
+    beats_recent: float
+    beats_both: float
+    ties_random: float
+    ties_recent: float
+    same_as_recent: float
+    mean_drop_explained: float
     mean_drop_random: float
-    median_drop_top: float
+    mean_drop_recent: float
+    median_drop_explained: float
     median_drop_random: float
-    fraction_top1_changed_top: float
-    fraction_top1_changed_random: float
+    median_drop_recent: float
+    top1_changed_explained: float
+    top1_changed_random: float
+    top1_changed_recent: float
+    seconds: float
+
+    @property
+    def fraction_top_drop_larger(self) -> float:
+        """Share of users where the explanation beats the random baseline (name of attnrec 0.1)."""
+        return self.beats_random
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def _drops(
+    model: Any, users: np.ndarray, base_hist: list[np.ndarray], hists: list[np.ndarray], top: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of ``top`` after ``hists``, and whether ``top`` is still the best item not in ``base_hist``."""
+    scores = model.score_indices(users, hists).astype(np.float64)
+    rows = np.arange(len(hists))
+    picked = scores[rows, top]
+    for row, h in enumerate(base_hist):  # exclude the original history, as the recommendation did
+        scores[row, h] = -np.inf
+    return picked, scores.argmax(axis=1) == top
+
+
 def faithfulness(
     model: Any,
-    histories: list[np.ndarray],
+    histories: Sequence[np.ndarray],
     *,
+    user_idx: np.ndarray | None = None,
     removed: int = 3,
-    method: Method = "rollout",
+    method: str | PositionExplainer | None = None,
     seed: int = 0,
 ) -> FaithfulnessReport:
-    """Measure faithfulness over ``histories`` (those with more than ``removed`` items are used)."""
-    rng = np.random.default_rng(seed)
-    usable = [np.asarray(h, dtype=np.int64)[-model.config.max_seq_len :] for h in histories if len(h) > removed]
-    if not usable:
-        raise ValueError(f"faithfulness needs histories longer than removed={removed}")
-    full_scores = model.score_indices(np.zeros(len(usable), dtype=np.int64), usable)
-    for row, h in enumerate(usable):
-        full_scores[row, h] = -np.inf
-    top_items = full_scores.argmax(axis=1)
-    top_hist, rand_hist = [], []
-    for h, r in zip(usable, top_items.tolist(), strict=True):
-        w = position_weights(model, h, np.asarray([r]), method=method)[0]
-        order = np.argsort(-w, kind="stable")[:removed]
-        keep = np.ones(len(h), dtype=bool)
-        keep[order] = False
-        top_hist.append(h[keep])
-        keep = np.ones(len(h), dtype=bool)
-        keep[rng.choice(len(h), size=removed, replace=False)] = False
-        rand_hist.append(h[keep])
-    rows = np.arange(len(usable))
-    base = full_scores[rows, top_items]
-    s_top = model.score_indices(np.zeros(len(usable), dtype=np.int64), top_hist)
-    s_rand = model.score_indices(np.zeros(len(usable), dtype=np.int64), rand_hist)
-    drop_top = base - s_top[rows, top_items]
-    drop_rand = base - s_rand[rows, top_items]
+    """Measure the faithfulness of ``method`` (None: the model's default) over ``histories``.
 
-    def still_top(scores: np.ndarray, hists: list[np.ndarray]) -> np.ndarray:
-        scores = scores.copy()
-        for row, h in enumerate(usable):  # exclude the original history, as the recommendation did
-            scores[row, h] = -np.inf
-        return scores.argmax(axis=1) == top_items
+    Args:
+        model: a fitted recommender that explains.
+        histories: item-index histories, oldest first (use training histories: never the test split).
+        user_idx: the users' indices for ``score_indices`` (None: 0, anonymous histories).
+        removed: how many items each removal takes out (``>= 1``).
+        method: explanation method (see :func:`attnrec.explain.methods.methods_for`), or an explainer
+            instance (e.g. ``OcclusionSearchExplainer(beam=8)``).
+        seed: seed of the random baseline.
+
+    Raises:
+        ConfigError: ``removed < 1`` or no history has more than ``removed`` read items.
+        ExplainError: the model does not explain with ``method``.
+    """
+    if removed < 1:
+        raise ConfigError(f"the 'removed' parameter of faithfulness must be >= 1; got {removed}")
+    explainer = method if isinstance(method, PositionExplainer) else get_explainer(model, method)
+    start = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    ids = np.zeros(len(histories), dtype=np.int64) if user_idx is None else np.asarray(user_idx, dtype=np.int64)
+    keep_rows = [row for row, h in enumerate(histories) if len(read_part(model, h)) > removed]
+    if not keep_rows:
+        raise ConfigError(f"faithfulness needs histories longer than removed={removed}; got none of {len(histories)}")
+    usable = [read_part(model, histories[row]) for row in keep_rows]
+    users = ids[keep_rows]
+    full = model.score_indices(users, usable).astype(np.float64)
+    for row, h in enumerate(usable):
+        full[row, h] = -np.inf
+    full[:, 0] = -np.inf
+    top = full.argmax(axis=1)
+    base = full[np.arange(len(usable)), top]
+
+    explained: list[np.ndarray] = []
+    random_: list[np.ndarray] = []
+    recent: list[np.ndarray] = []
+    same_recent = np.zeros(len(usable), dtype=bool)
+    for row, (h, r) in enumerate(zip(usable, top.tolist(), strict=True)):
+        relevance = explainer.relevance(model, h, np.asarray([r]), top=removed)[0]
+        order = np.argsort(-relevance, kind="stable")[:removed]
+        n = len(h)
+        same_recent[row] = set(order.tolist()) == set(range(n - removed, n))
+        for chosen, out in ((order, explained), (rng.choice(n, size=removed, replace=False), random_)):
+            keep = np.ones(n, dtype=bool)
+            keep[chosen] = False
+            out.append(h[keep])
+        recent.append(h[: n - removed])
+    s_exp, still_exp = _drops(model, users, usable, explained, top)
+    s_rand, still_rand = _drops(model, users, usable, random_, top)
+    s_rec, still_rec = _drops(model, users, usable, recent, top)
+    d_exp, d_rand, d_rec = base - s_exp, base - s_rand, base - s_rec
+    tol = TIE_TOLERANCE * np.maximum(1.0, np.abs(base))
+
+    def share(mask: np.ndarray) -> float:
+        return float(np.mean(mask))
 
     return FaithfulnessReport(
-        method=method,
+        method=explainer.name,
         users=len(usable),
         removed=removed,
-        fraction_top_drop_larger=float(np.mean(drop_top > drop_rand)),
-        mean_drop_top=float(drop_top.mean()),
-        mean_drop_random=float(drop_rand.mean()),
-        median_drop_top=float(np.median(drop_top)),
-        median_drop_random=float(np.median(drop_rand)),
-        fraction_top1_changed_top=float(np.mean(~still_top(s_top, top_hist))),
-        fraction_top1_changed_random=float(np.mean(~still_top(s_rand, rand_hist))),
+        beats_random=share(d_exp - d_rand > tol),
+        beats_recent=share(d_exp - d_rec > tol),
+        beats_both=share((d_exp - d_rand > tol) & (d_exp - d_rec > tol)),
+        ties_random=share(np.abs(d_exp - d_rand) <= tol),
+        ties_recent=share(np.abs(d_exp - d_rec) <= tol),
+        same_as_recent=share(same_recent),
+        mean_drop_explained=float(d_exp.mean()),
+        mean_drop_random=float(d_rand.mean()),
+        mean_drop_recent=float(d_rec.mean()),
+        median_drop_explained=float(np.median(d_exp)),
+        median_drop_random=float(np.median(d_rand)),
+        median_drop_recent=float(np.median(d_rec)),
+        top1_changed_explained=share(~still_exp),
+        top1_changed_random=share(~still_rand),
+        top1_changed_recent=share(~still_rec),
+        seconds=time.perf_counter() - start,
     )

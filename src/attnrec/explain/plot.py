@@ -9,7 +9,26 @@ from typing import Any
 import numpy as np
 
 from attnrec.errors import ConfigError
-from attnrec.explain.attention import attention_rollout, position_weights
+from attnrec.explain.base import read_part
+from attnrec.explain.methods import default_method, get_explainer, methods_for
+from attnrec.explain.rollout import attention_rollout, rollout_spec
+
+
+def _attention_rows(model: Any, clipped: np.ndarray, n_show: int) -> tuple[np.ndarray, list[str]]:
+    """Rows of the top panel over the last ``n_show`` read items, and their labels."""
+    if callable(getattr(model, "attention_maps", None)):
+        spec = rollout_spec(model)
+        maps = model.attention_maps([clipped])
+        cols = spec.history_columns(maps[0].shape[-1], len(clipped))
+        rows = [m[0].float().mean(0)[-1, cols][-n_show:].numpy() for m in maps]
+        roll = attention_rollout(maps, residual=spec.residual, mask=spec.mask)[0, -1, cols][-n_show:].numpy()
+        return np.vstack([*rows, roll]), [f"layer {i + 1}" for i in range(len(rows))] + ["rollout"]
+    if callable(getattr(model, "attention_weights", None)):
+        w = np.asarray(model.attention_weights([clipped])[0], dtype=np.float64)
+        full = np.zeros(len(clipped))
+        full[len(clipped) - len(w) :] = w
+        return full[None, -n_show:], ["attention"]
+    return np.zeros((1, n_show)), ["(no attention)"]
 
 
 def _label(model: Any, idx: int, features: Any | None, width: int = 28) -> str:
@@ -31,9 +50,11 @@ def explanation_heatmap(
 ) -> Path:
     """Draw two panels and save a PNG.
 
-    Top: attention of the last position over the ``last`` most recent history items, per layer (heads
-    averaged) and rolled out. Bottom: item-specific weights (``rollout-grad``) of each of the top-``k``
-    recommended items (rows) over the same history items (columns).
+    Top: attention of the query (the last position, or the mask position of a bidirectional model) over the
+    ``last`` most recent history items, per layer (heads averaged) and rolled out; for a recurrent model its
+    attention weights. Bottom: the ``occlusion`` weights (the score drop when one history item is removed; the
+    model's default method where occlusion does not apply) of each of the top-``k`` recommended items (rows)
+    over the same history items (columns).
     """
     # an object-oriented Figure with its own Agg canvas: no pyplot, so the caller's backend and figures are untouched
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -55,13 +76,12 @@ def explanation_heatmap(
     items = recs.item_idx[0][recs.item_idx[0] > 0]
     if len(items) == 0:
         raise ConfigError(f"{who} has already seen every item of the model: nothing left to recommend and explain")
-    clipped = np.asarray(hist)[-model.config.max_seq_len :]
-    maps = model.attention_maps([clipped])
+    clipped = read_part(model, np.asarray(hist))
     n_show = min(last, len(clipped))
-    layer_rows = [m[0].float().mean(0)[-1, -n_show:].numpy() for m in maps]
-    roll = attention_rollout(maps)[0, -1, -n_show:].numpy()
-    top_panel = np.vstack([*layer_rows, roll])
-    weights = position_weights(model, clipped, items, method="rollout-grad")[:, -n_show:]
+    top_panel, top_labels = _attention_rows(model, clipped, n_show)
+    usable = methods_for(model)
+    method = "occlusion" if "occlusion" in usable else default_method(model)  # a weight for every position
+    weights = get_explainer(model, method).position_weights(model, clipped, items)[:, -n_show:]
     cols = [_label(model, i, features) for i in clipped[-n_show:]]
     rows = [_label(model, i, features) for i in items]
 
@@ -70,15 +90,15 @@ def explanation_heatmap(
     FigureCanvasAgg(fig)
     ax1, ax2 = fig.subplots(2, 1, height_ratios=[len(top_panel), len(rows)])
     im1 = ax1.imshow(top_panel, aspect="auto", cmap="viridis")
-    ax1.set_yticks(range(len(top_panel)), [f"layer {i + 1}" for i in range(len(layer_rows))] + ["rollout"])
+    ax1.set_yticks(range(len(top_panel)), top_labels)
     ax1.set_xticks([])
-    ax1.set_title(f"{model.name}: attention of the last position over {who}'s {n_show} most recent items")
+    ax1.set_title(f"{model.name}: attention of the query over {who}'s {n_show} most recent items")
     fig.colorbar(im1, ax=ax1, fraction=0.02)
     im2 = ax2.imshow(weights, aspect="auto", cmap="magma")
     ax2.set_yticks(range(len(rows)), rows, fontsize=8)
     ax2.set_xticks(range(n_show), cols, rotation=70, ha="right", fontsize=8)
     ax2.set_ylabel("recommended (best first)")
-    ax2.set_title("why each recommendation: rollout x gradient weight per history item (oldest left)")
+    ax2.set_title(f"why each recommendation: {method} weight per history item (oldest left)")
     fig.colorbar(im2, ax=ax2, fraction=0.02)
     fig.tight_layout()
     out = Path(out)

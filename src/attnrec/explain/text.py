@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from attnrec.base import Recommender
+from attnrec.explain.methods import METHODS, default_method, is_item_specific
 
 
 def _title(features: Any | None, item_id: str) -> str | None:
@@ -20,7 +21,7 @@ def _title(features: Any | None, item_id: str) -> str | None:
     return features.title(item_id)  # type: ignore[no-any-return]
 
 
-HISTORY_LEVEL_METHODS = frozenset({"rollout"})
+HISTORY_LEVEL_METHODS = frozenset(name for name, e in METHODS.items() if not e.item_specific)
 """Explanation methods whose weights depend on the history only (the same ``because`` for every item)."""
 
 
@@ -35,10 +36,11 @@ def explanation_info(model: Recommender, explain_method: str | None) -> dict[str
     import inspect
 
     method = explain_method
-    if method is None:
+    if method is None:  # what explain_indices uses by default: its own default, else the registry's
         default = inspect.signature(model.explain_indices).parameters.get("method")
-        method = None if default is None or default.default is inspect.Parameter.empty else str(default.default)
-    item_specific = method not in HISTORY_LEVEL_METHODS
+        own = None if default is None or default.default is inspect.Parameter.empty else default.default
+        method = str(own) if own is not None else default_method(model)
+    item_specific = is_item_specific(method)
     note = (
         "history items that drove each recommended item"
         if item_specific
@@ -64,8 +66,9 @@ def recommendations_payload(
     ``because`` lists the history items that drove each recommendation with their weights (largest first); it
     is empty when the answer is a fallback. With ``explain``, ``explanation`` (see :func:`explanation_info`)
     says how the lists were made, or that the model cannot explain itself (then no ``because`` is given).
-    ``explain_method`` picks the model's explanation method (SASRec: ``rollout-grad``, the default, or
-    ``rollout``). The deprecated keys ``user`` / ``item`` repeat ``user_id`` / ``item_id``.
+    ``explain_method`` picks the model's explanation method (one of
+    :func:`attnrec.explain.methods.methods_for`; None: the model's default). The deprecated keys ``user`` /
+    ``item`` repeat ``user_id`` / ``item_id``.
     """
     assert model.users_ is not None and model.items_ is not None
     recs = model.recommend(users, histories=histories, k=k, exclude_seen=exclude_seen)

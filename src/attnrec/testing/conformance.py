@@ -19,6 +19,9 @@ pytest then runs every ``test_*`` method below against the model. The checks are
 * a user's scores do not depend on the batch: alone, in another order or next to longer (padded) histories they
   are the same (float32 tolerance); one more event changes the scores of a model that uses histories
   (``uses_history``) and leaves the others' unchanged.
+* explanations (:func:`check_explanation_contract`): every method of a model that explains credits items of the
+  history with finite, non-negative weights, largest first, at most ``top``; a model that does not explain
+  says so in one line.
 * planted structure: on checkerboard data (:func:`~attnrec.data.synthetic.block_interactions`, users of group
   ``g`` only interact with items of group ``g``) a user's recommendations come from its own group
   (``planted_block = True``); sequential models (``sequential = True``) rank item ``i + 1`` first after a history
@@ -223,6 +226,14 @@ class RecommenderConformance:
         else:
             assert not changed, f"{type(model).__name__} does not use histories, but its scores followed one"
 
+    def test_explanation_contract(self, fitted: tuple[Recommender, Interactions]) -> None:
+        """Explanations credit items of the history with finite, sorted weights, at most ``top`` of them; a
+        model that does not explain says so in one line (see :func:`check_explanation_contract`)."""
+        model, _ = fitted
+        history = model.history(1)
+        recs = model.recommend_indices(np.asarray([1], dtype=np.int64), [history], k=2)
+        check_explanation_contract(model, history, recs.item_idx[0][recs.item_idx[0] > 0], top=3)
+
     # ---------------------------------------------------------------- planted structure
     def test_planted_blocks(self, fitted: tuple[Recommender, Interactions]) -> None:
         model, data = fitted
@@ -260,3 +271,56 @@ class RecommenderConformance:
         rmse = float(np.sqrt(np.mean((pred - test.rating) ** 2)))
         baseline = float(np.sqrt(np.mean((data.rating[~held].mean() - test.rating) ** 2)))
         assert rmse < 0.8 * baseline, f"held-out RMSE {rmse:.3f} vs global mean {baseline:.3f}"
+
+
+def check_explanation_contract(model: Recommender, history: np.ndarray, items: np.ndarray, *, top: int = 3) -> None:
+    """Assert the explanation contract of ``model`` for ``items`` recommended after ``history``.
+
+    For every method of :func:`~attnrec.explain.methods.methods_for` (and for ``model.explain_indices`` with its
+    default): one explanation per item in order, at most ``top`` attributions, weights finite, ``>= 0``, largest
+    first and summing to at most 1, every history-item attribution an item of ``history`` at a position that
+    holds it, no item twice. A model without ``supports_explain`` has no methods and :func:`explain` raises a
+    one-line :class:`~attnrec.explain.base.ExplainError` naming it.
+    """
+    from attnrec.explain.base import ExplainError
+    from attnrec.explain.methods import explain, methods_for
+
+    history = np.asarray(history, dtype=np.int64)
+    items = np.asarray(items, dtype=np.int64)
+    if not model.supports_explain:
+        assert methods_for(model) == [], f"{model.name} does not explain but lists methods {methods_for(model)}"
+        with pytest.raises(ExplainError) as info:
+            explain(model, history, items, top=top)
+        message = str(info.value)
+        assert "\n" not in message and repr(model.name) in message, f"not a one-line error naming the model: {message}"
+        return
+    methods = methods_for(model)
+    assert methods, f"{model.name} sets supports_explain but no explanation method applies to it"
+    assert len(history) > 0 and len(items) > 0, "the check needs a history and recommended items"
+    in_history = set(history.tolist())
+
+    def check_pairs(where: str, pairs: list[tuple[int, float]]) -> None:
+        assert len(pairs) <= top, f"{where}: {len(pairs)} attributions, more than top={top}"
+        weights = [w for _, w in pairs]
+        assert all(np.isfinite(w) and w >= 0 for w in weights), f"{where}: weights not finite and >= 0: {weights}"
+        assert weights == sorted(weights, reverse=True), f"{where}: weights not largest first: {weights}"
+        assert sum(weights) <= 1 + 1e-6, f"{where}: weights sum to {sum(weights)} > 1"
+        idx = [i for i, _ in pairs]
+        assert set(idx) <= in_history, f"{where}: credits items {sorted(set(idx) - in_history)} not in the history"
+        assert len(set(idx)) == len(idx), f"{where}: an item is credited twice: {idx}"
+
+    for method in methods:
+        explanations = explain(model, history, items, top=top, method=method)
+        assert [e.item for e in explanations] == items.tolist(), f"{method}: explanations not one per item"
+        for e in explanations:
+            where = f"{model.name} {method} item {e.item}"
+            assert e.method == method, f"{where}: says method {e.method!r}"
+            check_pairs(where, e.history_pairs())
+            for a in e.attributions:
+                if a.kind == "history_item":
+                    assert a.position is not None and 0 <= a.position < len(history), f"{where}: position {a.position}"
+                    assert history[a.position] == a.index, f"{where}: position {a.position} holds another item"
+    default = model.explain_indices(history, items, top=top)
+    assert len(default) == len(items), f"{model.name}.explain_indices: {len(default)} lists for {len(items)} items"
+    for item, pairs in zip(items.tolist(), default, strict=True):
+        check_pairs(f"{model.name}.explain_indices item {item}", [(int(i), float(w)) for i, w in pairs])
