@@ -295,10 +295,16 @@ class Recommender(ABC):
         resolve_device(device)
         return self
 
-    def explain_indices(self, history: np.ndarray, items: np.ndarray, *, top: int = 5) -> list[list[tuple[int, float]]]:
+    def explain_indices(
+        self, history: np.ndarray, items: np.ndarray, *, top: int = 5, method: str | None = None
+    ) -> list[list[tuple[int, float]]]:
         """Why each of ``items`` is recommended after ``history``: per item, up to ``top`` ``(history item
-        index, weight)`` pairs, largest weight first. Only models with ``supports_explain`` implement it."""
-        raise NotImplementedError(f"{type(self).__name__} does not explain its recommendations")
+        index, weight)`` pairs, largest weight first, by one of the methods of :mod:`attnrec.explain` (``None``:
+        the model's default). A model without explanations raises a one-line
+        :class:`~attnrec.explain.base.ExplainError` naming the models that explain."""
+        from attnrec.explain.methods import explain_history
+
+        return explain_history(self, history, items, top=top, method=method)
 
     def predict_ratings(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """Predicted ratings for (user, item) index pairs; only models with ``predicts_ratings``."""

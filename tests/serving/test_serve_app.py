@@ -258,7 +258,10 @@ class ExplainingKNN(ItemKNN):
 
     supports_explain = True
 
-    def explain_indices(self, history: np.ndarray, items: np.ndarray, *, top: int = 5) -> list[list[tuple[int, float]]]:
+    def explain_indices(
+        self, history: np.ndarray, items: np.ndarray, *, top: int = 5, method: str | None = None
+    ) -> list[list[tuple[int, float]]]:
+        assert method == "occlusion", "the service asks for its explain_method setting"
         rev = list(reversed(history.tolist()))[:top]
         return [[(h, 1.0 / (r + 1)) for r, h in enumerate(rev)] for _ in items]
 

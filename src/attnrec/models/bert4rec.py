@@ -13,7 +13,6 @@ Deviations from the paper and the measurements: ``docs/models/bert4rec.md``.
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -296,30 +295,3 @@ class BERT4Rec(SequentialRecommender):
         x = self._padded(histories)
         emb = net.embed(x).detach().requires_grad_(True)
         return emb, net.scores(net.encode(emb, x)[:, -1])
-
-    def explain_indices(
-        self, history: np.ndarray, items: np.ndarray, *, top: int = 5, method: str | None = None
-    ) -> list[list[tuple[int, float]]]:
-        """History items ``(index, weight)`` that drove each of ``items``, largest first, by
-        :func:`attnrec.explain.methods.explain_history` (``method``: one of its names; None: the default), or by
-        occlusion (the score drop when each history item is removed) where that module is missing."""
-        try:
-            methods = importlib.import_module("attnrec.explain.methods")
-        except ImportError:
-            return self._occlusion(history, items, top)
-        return methods.explain_history(self, history, items, top=top, method=method)  # type: ignore[no-any-return]
-
-    def _occlusion(self, history: np.ndarray, items: np.ndarray, top: int) -> list[list[tuple[int, float]]]:
-        read = np.asarray(history, dtype=np.int64)[-self.config.max_seq_len :]
-        items = np.asarray(items, dtype=np.int64)
-        if len(read) == 0:
-            return [[] for _ in items]
-        keep = ~np.eye(len(read), dtype=bool)
-        hists = [read, *(read[keep[i]] for i in range(len(read)))]
-        scores = self.score_indices(np.zeros(len(hists), dtype=np.int64), hists)[:, items]
-        drops = (scores[0][None, :] - scores[1:]).T  # (items, n)
-        out = []
-        for row in drops:
-            order = [int(j) for j in np.argsort(-row, kind="stable")[:top] if row[j] > 0]
-            out.append([(int(read[j]), float(row[j])) for j in order])
-        return out

@@ -167,14 +167,3 @@ class SASRec(SequentialRecommender):
         x = self._padded(histories, left=True)
         mask = attention_mask(x > 0, causal=True)
         return [m.float().cpu() for m in net.encoder.attention_maps(net.embed(x), mask)]
-
-    def explain_indices(
-        self, history: np.ndarray, items: np.ndarray, *, top: int = 5, method: str = "rollout-grad"
-    ) -> list[list[tuple[int, float]]]:
-        """History items (index, weight) that drove each of ``items``: by default the item-specific
-        gradient-weighted attention rollout (``method="rollout-grad"``, different for every item), or the plain
-        rollout of the last position (``"rollout"``: what the history emphasises, the same for every item); see
-        :mod:`attnrec.explain.attention`."""
-        from attnrec.explain.attention import explain_history
-
-        return explain_history(self, history, items, top=top, method=method)  # type: ignore[arg-type]

@@ -303,7 +303,12 @@ class RecommendationService:
     def _explain(self, loaded: LoadedModel, history: np.ndarray, items: np.ndarray) -> list[list[Because]]:
         model = loaded.model
         assert model.items_ is not None
-        pairs = model.explain_indices(history, np.asarray(items, dtype=np.int64), top=self.settings.explain_top)
+        pairs = model.explain_indices(
+            history,
+            np.asarray(items, dtype=np.int64),
+            top=self.settings.explain_top,
+            method=self.settings.explain_method,
+        )
         return [
             [
                 Because(item_id=str(model.items_.id(int(h))), weight=float(w))

@@ -48,6 +48,12 @@ class ServeSettings(BaseModel):
         50_000, ge=0, description="Finished per-user lists kept (keyed by the user's event state); 0 = off."
     )
     explain_top: int = Field(5, ge=1, description="History items listed per recommended item with explain=true.")
+    explain_method: str | None = Field(
+        "occlusion",
+        description="How explain=true explanations are made (a method of attnrec.explain: occlusion, "
+        "occlusion-search, rollout, rollout-grad, attention); 'occlusion' costs one batched scoring of the history "
+        "without each of its items; None = the model's default (occlusion-search, several times slower).",
+    )
     load_in_background: bool = Field(
         True, description="Load the model after start-up in a thread (/ready answers 503 until it is loaded)."
     )
@@ -57,6 +63,15 @@ class ServeSettings(BaseModel):
     device: str = Field(
         "auto", description="Where the model scores: 'auto' (the GPU when there is one), 'cpu', 'cuda' or 'cuda:N'."
     )
+
+    @field_validator("explain_method")
+    @classmethod
+    def _known_method(cls, value: str | None) -> str | None:
+        from attnrec.explain.methods import METHODS
+
+        if value is not None and value not in METHODS:
+            raise ValueError(f"must be one of {', '.join(METHODS)} or null")
+        return value
 
     @field_validator("run_dir")
     @classmethod
