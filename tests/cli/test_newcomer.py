@@ -226,7 +226,7 @@ def test_recommend_json_uses_the_rest_vocabulary_and_item_specific_reasons(
     assert result.exit_code == 0, result.output
     (entry,) = json.loads(result.stdout)
     assert entry["user_id"] == "cust-001" and entry["user"] == "cust-001"  # old key kept until 0.3
-    assert entry["explanation"]["item_specific"] is True and entry["explanation"]["method"] == "rollout-grad"
+    assert entry["explanation"]["item_specific"] is True and entry["explanation"]["method"] == "occlusion-search"
     for item in entry["items"]:
         assert item["item_id"] == item["item"] and item["because"]
         assert all(set(b) >= {"item_id", "weight"} for b in item["because"])
