@@ -52,7 +52,9 @@ class NARMConfig(SequentialConfig):
     )
     lr: float = Field(2e-3, gt=0, description="Peak AdamW learning rate.")
     batch_size: int = Field(64, ge=1, description="Training windows per step.")
-    epochs: int = Field(40, ge=1, description="Maximum training epochs.")
+    epochs: int = Field(
+        100, ge=1, description="Maximum training epochs (early stopping usually ends training much sooner)."
+    )
     patience: int = Field(
         4, ge=0, description="Stop after this many validations without improvement (0: never stop early)."
     )
