@@ -236,8 +236,6 @@ def test_explain_indices_name_history_items(planted: tuple[BERT4Rec, Interaction
         assert 1 <= len(pairs) <= 2
         assert all(idx in history for idx, _ in pairs)
         assert [w for _, w in pairs] == sorted((w for _, w in pairs), reverse=True)
-    fallback = model._occlusion(history, np.array([14]), 2)
-    assert fallback[0] and all(idx in history for idx, _ in fallback[0])
 
 
 def test_save_load_round_trip(planted: tuple[BERT4Rec, Interactions], tmp_path: Path) -> None:

@@ -102,7 +102,9 @@ def occlusion_search(
     """
     read = read_part(model, history)
     n = len(read)
-    steps = min(steps, n)
+    # never remove the last item: an empty history is no explanation (a sequence model cannot score it and
+    # its score collapses, which would credit whatever item happened to be removed last)
+    steps = min(steps, max(n - 1, 1))
     items = np.asarray([item], dtype=np.int64)
     base = float(_scores_of(model, [read], items, user_idx)[0, 0])
     # a state: (removed positions in order, score after each removal)
@@ -143,7 +145,9 @@ class OcclusionSearchExplainer(PositionExplainer):
 
     A beam search (:func:`occlusion_search`) over removal sets: unlike ``occlusion``, which removes one
     position at a time, it finds items that matter together (the newest few items of a sequence model). The
-    relevance of a chosen position is the score drop its removal added; positions not chosen get none. ``top``
+    relevance of a chosen position is the score drop its removal added, capped by the drops of the positions
+    removed before it (so the weights follow the order of removal); positions not chosen get none, and the last
+    item of a history is never removed (an empty history cannot be scored). ``top``
     positions are chosen (``steps`` when no ``top`` is given); after the first step only the ``pool`` positions
     with the largest single-removal drop and the ``pool`` most recent ones are candidates, so an explanation
     costs about ``n + 2 * (top - 1) * beam * pool`` scored histories per item (the first step, ``n`` histories,
@@ -171,5 +175,6 @@ class OcclusionSearchExplainer(PositionExplainer):
             positions, marginal = occlusion_search(
                 model, read, item, steps=top or self.steps, beam=self.beam, pool=self.pool, single=singles[row]
             )
-            out[row, positions] = marginal
+            # the greedy order is the explanation's ranking: a later removal never outweighs an earlier one
+            out[row, positions] = np.minimum.accumulate(marginal) if len(marginal) else marginal
         return out
