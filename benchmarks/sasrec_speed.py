@@ -29,8 +29,13 @@ import torch
 from attnrec.config import coerce_value
 from attnrec.data import leave_one_out
 from attnrec.data.loaders import read_interactions
-from attnrec.models.sasrec import SASRecConfig, SASRecNet, sasrec_batches
-from attnrec.models.sequential import next_item_loss, resolved_exclude_window_items, resolved_sliding_window_step
+from attnrec.models.sasrec import SASRecConfig, SASRecNet
+from attnrec.models.sequential import (
+    next_item_loss,
+    resolved_exclude_window_items,
+    resolved_sliding_window_step,
+    sequence_batches,
+)
 from attnrec.training.losses import make_loss
 from attnrec.training.sequences import training_windows
 from attnrec.training.trainer import Trainer, TrainerConfig, native_bf16
@@ -73,7 +78,7 @@ def run(cfg: SASRecConfig, seqs: list[np.ndarray], counts: np.ndarray, num_items
     bf16 = native_bf16() if cfg.bf16 is None else cfg.bf16
     trainer = Trainer(TrainerConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, bf16=bf16))
     opt = trainer._optimizer(net)  # the optimizer training uses
-    batches = sasrec_batches(cfg, inputs, targets, lengths)(1, torch.Generator().manual_seed(0))
+    batches = sequence_batches(cfg, inputs, targets, lengths)(1, torch.Generator().manual_seed(0))
     gen = torch.Generator().manual_seed(1)
     tokens, start = 0, time.perf_counter()
     net.train()

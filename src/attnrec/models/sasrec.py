@@ -31,7 +31,6 @@ from attnrec.models.sequential import (
 )
 from attnrec.nn.transformer import FastDropout, TransformerEncoder, attention_mask, positions_from_start
 from attnrec.training.neural import item_scores_module
-from attnrec.training.sequences import WindowBatches, window_batches
 
 CITATION = "Kang & McAuley. Self-Attentive Sequential Recommendation. ICDM 2018."
 
@@ -105,18 +104,6 @@ class SASRecNet(nn.Module):
     def scores(self, hidden: Tensor) -> Tensor:
         """``(B, D)`` -> ``(B, V + 1)`` dot products with every item embedding."""
         return self.head(hidden)  # type: ignore[no-any-return]
-
-
-def sasrec_batches(config: SASRecConfig, inputs: Tensor, targets: Tensor, lengths: Tensor) -> WindowBatches:
-    """The training batches of ``config`` (``batch_size`` windows or ``batch_tokens`` targets per step)."""
-    return window_batches(
-        inputs,
-        targets,
-        lengths,
-        batch_size=config.batch_size,
-        batch_tokens=config.batch_tokens,
-        length_bucketing=config.length_bucketing,
-    )
 
 
 class SASRec(SequentialRecommender):

@@ -28,7 +28,7 @@ from attnrec.errors import ConfigError
 from attnrec.training.losses import ItemLoss, make_loss
 from attnrec.training.neural import NeuralConfig, NeuralRecommender
 from attnrec.training.options import TrainingOptions
-from attnrec.training.sequences import check_next_item_pairs, training_windows, window_batches
+from attnrec.training.sequences import WindowBatches, check_next_item_pairs, training_windows, window_batches
 from attnrec.training.trainer import BatchFn, LossFn
 
 
@@ -156,6 +156,19 @@ def next_item_loss(net: Any, item_weight: Tensor, item_loss: ItemLoss, *, exclud
     return loss_fn  # type: ignore[return-value]
 
 
+def sequence_batches(config: SequentialConfig, inputs: Tensor, targets: Tensor, lengths: Tensor) -> WindowBatches:
+    """The training batches of ``config`` (``batch_size`` windows or ``batch_tokens`` targets per step); also
+    what the speed benchmark times."""
+    return window_batches(
+        inputs,
+        targets,
+        lengths,
+        batch_size=config.batch_size,
+        batch_tokens=config.batch_tokens,
+        length_bucketing=config.length_bucketing,
+    )
+
+
 def pad_histories(histories: Sequence[np.ndarray], max_len: int, *, left: bool, extra: int = 0) -> np.ndarray:
     """``(B, width)`` int64 histories cut to their last ``max_len`` items and padded with 0 (``left``: padding
     first); ``extra`` free columns after the longest history (a query position)."""
@@ -213,15 +226,7 @@ class SequentialRecommender(NeuralRecommender):
             num_batches = math.ceil(len(inputs) / c.batch_size)
         else:
             num_batches = max(1, math.ceil(int(lengths.sum()) / c.batch_tokens))
-        batches = window_batches(
-            inputs,
-            targets,
-            lengths,
-            batch_size=c.batch_size,
-            batch_tokens=c.batch_tokens,
-            length_bucketing=c.length_bucketing,
-        )
-        return batches, num_batches  # type: ignore[return-value]
+        return sequence_batches(c, inputs, targets, lengths), num_batches  # type: ignore[return-value]
 
     def training_module(self, net: nn.Module) -> nn.Module:
         """The module the loss calls (compiled when ``compile`` is set)."""
