@@ -45,7 +45,7 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
     "popularity": [{}],
     "itemknn": [{"neighbors": 50}, {"neighbors": 200}, {"neighbors": 200, "shrinkage": 20.0}],
     "userknn": [{"neighbors": 20}, {"neighbors": 50}, {"neighbors": 100}, {"neighbors": 200}],
-    "ease": [{"l2": 100.0}, {"l2": 250.0}, {"l2": 500.0}, {"l2": 1000.0}, {"l2": 2000.0}],
+    "ease": [{"l2": 100.0}, {"l2": 25.0}, {"l2": 50.0}, {"l2": 250.0}, {"l2": 500.0}, {"l2": 1000.0}, {"l2": 2000.0}],
     "als": [
         {"factors": 64, "alpha": 2.0},
         {"factors": 64, "alpha": 10.0},
