@@ -1,4 +1,4 @@
-"""Faithfulness of every explanation method of a model, against a random and a recency baseline.
+r"""Faithfulness of every explanation method of a model, against a random and a recency baseline.
 
 For N users (seeded sample): recommend the top item r after the user's *training* history (never the test or
 validation events), remove the 3 history items the method ranks highest for r, and compare the score drop of r
