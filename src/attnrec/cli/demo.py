@@ -106,14 +106,15 @@ def run_demo(
         "SASRec's last position attends to (attention rollout): "
         + ", ".join(f"{_title(model, features, int(clipped[j]))} ({attended[j]:.2f})" for j in order)
     )
-    payload = recommendations_payload(
-        model, users=[user], k=10, explain=True, features=features, explain_method="rollout-grad"
-    )[0]
-    rec_table = Table(title=f"SASRec top-10 for user {user}; 'because' = attention rollout x gradient for that item")
+    payload = recommendations_payload(model, users=[user], k=10, explain=True, features=features)[0]
+    rec_table = Table(
+        title=f"SASRec top-10 for user {user}; 'because' = the history items whose removal lowers that item's "
+        "score most (occlusion search, the default)"
+    )
     rec_table.add_column("#", justify="right")
     rec_table.add_column("title")
     rec_table.add_column("score", justify="right")
-    rec_table.add_column("because (attention weight)")
+    rec_table.add_column("because (share of the score drop)")
     for rank, item in enumerate(payload["items"], start=1):
         because = ", ".join(f"{b.get('title', b['item_id'])} ({b['weight']:.2f})" for b in item.get("because", [])[:2])
         rec_table.add_row(str(rank), item.get("title", item["item_id"]), f"{item['score']:.2f}", because)
