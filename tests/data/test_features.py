@@ -8,21 +8,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from log_files import write
 
 from attnrec.data import IdVocabulary, ItemFeatures, load_interactions, load_item_features
 from attnrec.data.features import ML100K_GENRES
 from attnrec.errors import DataError, PersistenceError
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
-
-
-def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
-    path = tmp_path / name
-    if isinstance(content, str):
-        path.write_text(content, encoding="utf-8", newline="")
-    else:
-        path.write_bytes(content)
-    return path
 
 
 def error_of(path: Path, **kwargs: object) -> str:
