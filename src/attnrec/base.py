@@ -91,6 +91,10 @@ class Recommender(ABC):
         uses_history: true when scores for a user follow from the item history alone (so unknown users
             with a history are personalised and new events change results without retraining).
         predicts_ratings: true for explicit-rating models (MAE/RMSE apply).
+
+    ``uses_time`` (an attribute, may depend on the config): true when :meth:`score_indices` reads the times of
+    the history events (its ``times`` argument); callers that know them pass them through
+    :meth:`scores_with_fallback` / :meth:`recommend_indices`, and other models never receive them.
     """
 
     name: ClassVar[str] = ""
@@ -99,6 +103,7 @@ class Recommender(ABC):
     uses_history: ClassVar[bool] = True
     predicts_ratings: ClassVar[bool] = False
     supports_explain: ClassVar[bool] = False
+    uses_time: bool = False
     fit_kind: ClassVar[str] = "closed-form"
     """How ``fit`` works, for reports: ``"closed-form"`` (one solve or count), ``"iterations"`` (a fixed number
     of sweeps, ``config.iterations``) or ``"epochs"`` (gradient epochs with validation and early stopping)."""
@@ -118,6 +123,7 @@ class Recommender(ABC):
         self.popularity_: np.ndarray | None = None
         self._hist_offsets: np.ndarray | None = None
         self._hist_items: np.ndarray | None = None
+        self._hist_times: np.ndarray | None = None
         self.fit_seconds_: float = 0.0
         self.train_info_: dict[str, Any] = {}
 
@@ -163,6 +169,8 @@ class Recommender(ABC):
             interactions = interactions.with_vocabularies(self.users_, self.items_)  # type: ignore[arg-type]
         self._hist_offsets = interactions.sequence_offsets().copy()
         self._hist_items = interactions.item_idx.copy()
+        keep_times = self.uses_time and interactions.timestamp is not None
+        self._hist_times = interactions.timestamp.copy() if keep_times else None  # type: ignore[union-attr]
 
     def history(self, user_idx: int) -> np.ndarray:
         """The known item-index history of a user (empty for 0 or an unknown index)."""
@@ -171,6 +179,22 @@ class Recommender(ABC):
         if not 0 < user_idx < len(self._hist_offsets) - 1:
             return np.zeros(0, dtype=np.int64)
         return self._hist_items[self._hist_offsets[user_idx] : self._hist_offsets[user_idx + 1]]
+
+    def history_times(self, user_idx: int) -> np.ndarray | None:
+        """Epoch seconds of the events of :meth:`history` (``None`` when the histories carry no time)."""
+        self._check_fitted()
+        if self._hist_times is None:
+            return None
+        assert self._hist_offsets is not None
+        if not 0 < user_idx < len(self._hist_offsets) - 1:
+            return np.zeros(0, dtype=np.int64)
+        return self._hist_times[self._hist_offsets[user_idx] : self._hist_offsets[user_idx + 1]]
+
+    def _known_times(self, user_idx: np.ndarray) -> list[np.ndarray] | None:
+        """The stored event times of each user (``None`` unless the model uses time and the histories have it)."""
+        if not self.uses_time or self._hist_times is None:
+            return None
+        return [self.history_times(int(u)) for u in user_idx]  # type: ignore[misc]
 
     # ------------------------------------------------------------------ scoring
     @abstractmethod
@@ -193,10 +217,14 @@ class Recommender(ABC):
         return has_history if self.uses_history else known
 
     def scores_with_fallback(
-        self, user_idx: np.ndarray, histories: Sequence[np.ndarray]
+        self,
+        user_idx: np.ndarray,
+        histories: Sequence[np.ndarray],
+        times: Sequence[np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Scores as :meth:`score_indices`, with popularity in the rows that cannot be personalised.
 
+        ``times``: epoch seconds of each history's events, passed on to models that use time (``uses_time``).
         Returns ``(scores, fallback)`` where ``fallback`` is a ``(batch,)`` bool array.
         """
         self._check_fitted()
@@ -205,7 +233,12 @@ class Recommender(ABC):
         scores = np.empty((len(user_idx), self.num_items + 1), dtype=np.float32)
         if ok.any():
             rows = np.flatnonzero(ok)
-            scores[rows] = self.score_indices(user_idx[rows], [histories[int(r)] for r in rows])
+            part = [histories[int(r)] for r in rows]
+            if self.uses_time and times is not None:
+                ts = [times[int(r)] for r in rows]
+                scores[rows] = self.score_indices(user_idx[rows], part, times=ts)  # type: ignore[call-arg]
+            else:
+                scores[rows] = self.score_indices(user_idx[rows], part)
         if (~ok).any():
             assert self.popularity_ is not None
             scores[~ok] = self.popularity_
@@ -249,7 +282,8 @@ class Recommender(ABC):
             hist = [self.items_.indices(h, unknown="drop") for h in histories]
         else:
             hist = [self.history(int(u)) for u in uidx]
-        return self.recommend_indices(uidx, hist, k=k, exclude_seen=exclude_seen, user_ids=user_ids)
+        times = None if histories is not None else self._known_times(uidx)
+        return self.recommend_indices(uidx, hist, k=k, exclude_seen=exclude_seen, user_ids=user_ids, times=times)
 
     def recommend_indices(
         self,
@@ -259,10 +293,12 @@ class Recommender(ABC):
         k: int = 10,
         exclude_seen: bool = True,
         user_ids: list[str] | None = None,
+        times: Sequence[np.ndarray] | None = None,
     ) -> Recommendations:
-        """Index-level :meth:`recommend` (used by evaluation and serving)."""
+        """Index-level :meth:`recommend` (used by evaluation and serving); ``times`` as in
+        :meth:`scores_with_fallback`."""
         assert self.items_ is not None
-        scores, fallback = self.scores_with_fallback(user_idx, histories)
+        scores, fallback = self.scores_with_fallback(user_idx, histories, times)
         if exclude_seen:
             for row, h in enumerate(histories):
                 if len(h):
@@ -282,7 +318,7 @@ class Recommender(ABC):
             raise ConfigError(f"'users' and 'items' must have the same length; got {len(users)} and {len(items)}")
         uidx = np.asarray([self.users_.get(u) for u in users], dtype=np.int64)
         iidx = np.asarray([self.items_.get(i) for i in items], dtype=np.int64)
-        scores, _ = self.scores_with_fallback(uidx, [self.history(int(u)) for u in uidx])
+        scores, _ = self.scores_with_fallback(uidx, [self.history(int(u)) for u in uidx], self._known_times(uidx))
         out = scores[np.arange(len(uidx)), iidx].astype(np.float64)
         out[iidx == 0] = np.nan
         return out
@@ -358,6 +394,8 @@ class Recommender(ABC):
         arrays["base.popularity"] = self.popularity_
         arrays["base.hist_offsets"] = self._hist_offsets  # type: ignore[assignment]
         arrays["base.hist_items"] = self._hist_items  # type: ignore[assignment]
+        if self._hist_times is not None:
+            arrays["base.hist_times"] = self._hist_times
         save_arrays(folder / MODEL_WEIGHTS, arrays)
         write_json(folder / VOCAB_JSON, {"users": self.users_.to_json(), "items": self.items_.to_json()})
         write_json(
@@ -408,6 +446,7 @@ class Recommender(ABC):
             model.popularity_ = arrays["base.popularity"]
             model._hist_offsets = arrays["base.hist_offsets"]
             model._hist_items = arrays["base.hist_items"]
+            model._hist_times = arrays.get("base.hist_times")
         except KeyError as exc:
             raise PersistenceError(f"{folder / MODEL_WEIGHTS}: missing array {exc}") from None
         if model.popularity_.shape[0] != len(model.items_) + 1:
