@@ -14,7 +14,7 @@ known user with new events, an unknown user) gets a factor recomputed in closed 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Self
+from typing import ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -27,6 +27,7 @@ from attnrec.data.interactions import Interactions
 from attnrec.errors import DataError
 from attnrec.models._history import csr_from_state, csr_state, history_matrix
 from attnrec.training.options import TrainingOptions
+from attnrec.training.search_space import Choice, FloatRange, IntRange, SearchSpace
 
 
 class ALSConfig(ModelConfig):
@@ -40,6 +41,14 @@ class ALSConfig(ModelConfig):
         description="Confidence of observed cells (unobserved cells have confidence 1); implicit scales X by it.",
     )
     iterations: int = Field(15, ge=1, description="ALS sweeps (each solves all users, then all items).")
+
+    search_space: ClassVar[SearchSpace] = {
+        "factors": Choice((32, 64, 128, 256)),
+        "regularization": FloatRange(1e-3, 1.0, log=True),
+        "alpha": FloatRange(0.5, 50.0, log=True),
+        "iterations": IntRange(5, 30),
+    }
+    """What `attnrec tune` searches (docs/training.md, "Hyperparameter search")."""
 
 
 def _implicit_model(cfg: ALSConfig, threads: int, seed: int | None):  # type: ignore[no-untyped-def]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from attnrec.models.sequential import (
 )
 from attnrec.nn.transformer import FastDropout, TransformerEncoder, attention_mask
 from attnrec.training.neural import item_scores_module
+from attnrec.training.search_space import Choice, FloatRange, IntRange, SearchSpace
 from attnrec.training.trainer import BatchFn, LossFn
 
 CITATION = (
@@ -80,6 +81,16 @@ class BERT4RecConfig(SequentialConfig):
     )
     warmup_steps: int = Field(100, ge=0, description="Linear learning-rate warm-up steps.")
     grad_clip: float | None = Field(1.0, gt=0, description="Clip the global gradient norm (None: off).")
+
+    search_space: ClassVar[SearchSpace] = {
+        "lr": FloatRange(3e-4, 5e-3, log=True),
+        "embed_dim": Choice((32, 64, 128)),
+        "num_layers": IntRange(1, 3),
+        "dropout": FloatRange(0.05, 0.5),
+        "mask_prob": FloatRange(0.1, 0.6),
+        "weight_decay": Choice((0.0, 1e-3, 1e-2, 1e-1)),
+    }
+    """What `attnrec tune` searches (docs/training.md, "Hyperparameter search")."""
 
 
 def resolved_mask_prob(config: BERT4RecConfig, mean_length: float) -> float:

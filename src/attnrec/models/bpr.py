@@ -14,7 +14,7 @@ bit-for-bit reproducible; ``threads=1`` is.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Self
+from typing import ClassVar, Self
 
 import numpy as np
 from pydantic import Field
@@ -25,6 +25,7 @@ from attnrec.config import ModelConfig
 from attnrec.data.interactions import Interactions
 from attnrec.errors import DataError
 from attnrec.training.options import TrainingOptions
+from attnrec.training.search_space import Choice, FloatRange, IntRange, SearchSpace
 
 
 class BPRConfig(ModelConfig):
@@ -37,6 +38,14 @@ class BPRConfig(ModelConfig):
     verify_negative_samples: bool = Field(
         True, description="Resample negatives that the user actually interacted with."
     )
+
+    search_space: ClassVar[SearchSpace] = {
+        "factors": Choice((32, 64, 128)),
+        "learning_rate": FloatRange(0.005, 0.2, log=True),
+        "regularization": FloatRange(1e-4, 0.1, log=True),
+        "iterations": IntRange(50, 300, step=50),
+    }
+    """What `attnrec tune` searches (docs/training.md, "Hyperparameter search")."""
 
 
 class BPR(Recommender):

@@ -11,6 +11,7 @@ matrix: fine up to ~20k items.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 from pydantic import Field
@@ -20,6 +21,7 @@ from attnrec.config import ModelConfig
 from attnrec.data.interactions import Interactions
 from attnrec.models._history import history_matrix
 from attnrec.training.options import TrainingOptions
+from attnrec.training.search_space import FloatRange, SearchSpace
 
 
 class EASEConfig(ModelConfig):
@@ -28,6 +30,9 @@ class EASEConfig(ModelConfig):
     l2: float = Field(
         500.0, gt=0.0, description="L2 regularisation lambda added to the Gram matrix diagonal (Steck: 100-1000)."
     )
+
+    search_space: ClassVar[SearchSpace] = {"l2": FloatRange(1.0, 20_000.0, log=True)}
+    """What `attnrec tune` searches (docs/training.md, "Hyperparameter search")."""
 
 
 class EASE(Recommender):

@@ -11,6 +11,7 @@ size ``k``). A history scores item ``j`` by ``sum_{i in history} S[i, j]``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -21,6 +22,7 @@ from attnrec.config import ModelConfig
 from attnrec.data.interactions import Interactions
 from attnrec.models._history import csr_from_state, csr_state, history_matrix
 from attnrec.training.options import TrainingOptions
+from attnrec.training.search_space import FloatRange, IntRange, SearchSpace
 
 
 class ItemKNNConfig(ModelConfig):
@@ -32,6 +34,12 @@ class ItemKNNConfig(ModelConfig):
     )
     min_similarity: float = Field(0.0, ge=0.0, description="Similarities at or below this value are dropped.")
     block_size: int = Field(1024, ge=1, description="Items per block when computing similarities (memory bound).")
+
+    search_space: ClassVar[SearchSpace] = {
+        "neighbors": IntRange(10, 1000, log=True),
+        "shrinkage": FloatRange(0.0, 200.0),
+    }
+    """What `attnrec tune` searches (docs/training.md, "Hyperparameter search")."""
 
 
 class ItemKNN(Recommender):

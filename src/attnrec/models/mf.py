@@ -29,6 +29,7 @@ from attnrec.data.interactions import Interactions
 from attnrec.errors import ConfigError, DataError
 from attnrec.training.neural import NeuralConfig, NeuralRecommender
 from attnrec.training.options import TrainingOptions
+from attnrec.training.search_space import Choice, FloatRange, SearchSpace
 from attnrec.training.trainer import BatchFn, LossFn, ValidateFn
 
 
@@ -46,6 +47,13 @@ class BiasedMFConfig(NeuralConfig):
     patience: int = Field(5, ge=0, description="Epochs without validation-RMSE improvement before stopping.")
     bf16: bool | None = Field(False, description="bfloat16 autocast (off: MF is memory-bound, bf16 does not help).")
     clip: bool = Field(True, description="Clip predictions to the training rating range.")
+
+    search_space: ClassVar[SearchSpace] = {
+        "factors": Choice((8, 16, 32, 64, 128)),
+        "l2": FloatRange(1e-3, 1.0, log=True),
+        "lr": FloatRange(1e-3, 2e-2, log=True),
+    }
+    """What `attnrec tune` searches (docs/training.md, "Hyperparameter search")."""
 
 
 class BiasedMFNet(nn.Module):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from torch.utils.checkpoint import checkpoint
 from attnrec.data.interactions import Interactions
 from attnrec.models.sequential import SequentialConfig, SequentialRecommender, pad_histories
 from attnrec.training.neural import item_scores_module
+from attnrec.training.search_space import Choice, FloatRange, SearchSpace
 
 CITATION = "Li, Ren, Chen, Ren, Lian & Ma. Neural Attentive Session-based Recommendation. CIKM 2017."
 
@@ -59,6 +60,15 @@ class NARMConfig(SequentialConfig):
         4, ge=0, description="Stop after this many validations without improvement (0: never stop early)."
     )
     grad_clip: float | None = Field(5.0, gt=0, description="Clip the global gradient norm (None: off).")
+
+    search_space: ClassVar[SearchSpace] = {
+        "lr": FloatRange(5e-4, 1e-2, log=True),
+        "embed_dim": Choice((32, 64, 128)),
+        "dropout": FloatRange(0.0, 0.5),
+        "output_dropout": FloatRange(0.0, 0.6),
+        "weight_decay": Choice((0.0, 1e-3, 1e-2, 1e-1)),
+    }
+    """What `attnrec tune` searches (docs/training.md, "Hyperparameter search")."""
 
 
 class NARMNet(nn.Module):

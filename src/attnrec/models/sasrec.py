@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from attnrec.models.sequential import (
 )
 from attnrec.nn.transformer import FastDropout, TransformerEncoder, attention_mask, positions_from_start
 from attnrec.training.neural import item_scores_module
+from attnrec.training.search_space import Choice, FloatRange, IntRange, SearchSpace
 
 CITATION = "Kang & McAuley. Self-Attentive Sequential Recommendation. ICDM 2018."
 
@@ -52,6 +53,15 @@ class SASRecConfig(SequentialConfig):
     warmup_steps: int = Field(200, ge=0, description="Linear learning-rate warm-up steps.")
     cosine: bool = Field(True, description="Cosine learning-rate decay over all epochs after warm-up.")
     grad_clip: float | None = Field(1.0, gt=0, description="Clip the global gradient norm (None: off).")
+
+    search_space: ClassVar[SearchSpace] = {
+        "lr": FloatRange(3e-4, 1e-2, log=True),
+        "embed_dim": Choice((32, 64, 128)),
+        "num_layers": IntRange(1, 3),
+        "dropout": FloatRange(0.1, 0.6),
+        "weight_decay": Choice((0.0, 1e-3, 1e-2, 1e-1)),
+    }
+    """What `attnrec tune` searches (docs/training.md, "Hyperparameter search")."""
 
 
 class SASRecNet(nn.Module):

@@ -11,6 +11,7 @@ binary row is computed, the ``neighbors`` most similar training users are kept, 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -21,6 +22,7 @@ from attnrec.config import ModelConfig
 from attnrec.data.interactions import Interactions
 from attnrec.models._history import csr_from_state, csr_state, history_matrix
 from attnrec.training.options import TrainingOptions
+from attnrec.training.search_space import IntRange, SearchSpace
 
 
 class UserKNNConfig(ModelConfig):
@@ -29,6 +31,9 @@ class UserKNNConfig(ModelConfig):
     neighbors: int = Field(50, ge=1, description="Most similar training users whose items are summed.")
     min_similarity: float = Field(0.0, ge=0.0, description="Neighbours at or below this similarity are ignored.")
     batch_size: int = Field(1024, ge=1, description="Histories scored per block (memory bound).")
+
+    search_space: ClassVar[SearchSpace] = {"neighbors": IntRange(5, 500, log=True)}
+    """What `attnrec tune` searches (docs/training.md, "Hyperparameter search")."""
 
 
 class UserKNN(Recommender):
