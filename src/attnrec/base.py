@@ -384,6 +384,9 @@ class Recommender(ABC):
         """Extra JSON-serialisable facts to save (e.g. training info)."""
         return {}
 
+    def _load_parts(self, folder: Path) -> None:  # noqa: B027
+        """Load what a model saved beside its own files (e.g. a fusion's members); called last by :meth:`load`."""
+
     def save(self, path: str | Path) -> Path:
         """Write ``model.json``, ``model.safetensors`` and ``vocab.json`` into folder ``path``."""
         self._check_fitted()
@@ -456,5 +459,6 @@ class Recommender(ABC):
             model._set_state(state, dict(info.get("meta") or {}))
         except (KeyError, ValueError, RuntimeError) as exc:
             raise PersistenceError(f"{folder}: cannot restore model weights ({exc})") from None
+        model._load_parts(folder)
         model.fit_seconds_ = float(info.get("fit_seconds") or 0.0)
         return model
