@@ -227,7 +227,7 @@ def test_temporal_filter_that_empties_training_names_the_training_part() -> None
 def test_prepare_split_errors_name_the_parameter() -> None:
     inter = Interactions.from_frame(frame([("a", "x", 1), ("a", "y", 2)]))
     with pytest.raises(ConfigError, match="split"):
-        prepare_split(inter, "random")
+        prepare_split(inter, "shuffled")
     with pytest.raises(ConfigError, match="min_rating"):
         prepare_split(inter, "temporal", min_rating=3.0)
     with pytest.raises(ConfigError, match="test_frac"):

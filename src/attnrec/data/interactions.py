@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +24,11 @@ class Interactions:
         timestamp: ``(n,)`` int64 epoch seconds, or ``None`` when the log has no time.
         rating: ``(n,)`` float64 explicit ratings, or ``None``.
         order: ``(n,)`` int64 position of the event in the source log (breaks timestamp ties).
+        label: ``(n,)`` int8 click labels (1 = positive, 0 = negative impression) of labelled data built by
+            :mod:`attnrec.data.labels`, or ``None`` for a plain log (every event is a positive).
+
+    The item vocabulary may hold items without any event (cold items, see :meth:`extend_items`); they come after
+    the items with events.
     """
 
     users: IdVocabulary
@@ -32,6 +38,7 @@ class Interactions:
     timestamp: np.ndarray | None = None
     rating: np.ndarray | None = None
     order: np.ndarray | None = None
+    label: np.ndarray | None = None
     _cache: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
 
     # ---------------------------------------------------------------- construction
@@ -84,6 +91,7 @@ class Interactions:
             None if self.timestamp is None else self.timestamp[idx],
             None if self.rating is None else self.rating[idx],
             None if order is None else order[idx],
+            None if self.label is None else self.label[idx],
         )
 
     def subset(self, mask: np.ndarray) -> Interactions:
@@ -106,6 +114,7 @@ class Interactions:
             cat(self.timestamp, other.timestamp),
             cat(self.rating, other.rating),
             cat(self.order, other.order),
+            cat(self.label, other.label),
         ).sorted()
 
     def with_vocabularies(self, users: IdVocabulary, items: IdVocabulary) -> Interactions:
@@ -121,7 +130,42 @@ class Interactions:
             None if self.timestamp is None else self.timestamp[keep],
             None if self.rating is None else self.rating[keep],
             None if self.order is None else self.order[keep],
+            None if self.label is None else self.label[keep],
         ).sorted()
+
+    def extend_items(self, ids: Sequence[str]) -> Interactions:
+        """The same events over an item vocabulary that also holds ``ids`` (cold items without events).
+
+        Ids already in the vocabulary are skipped; the others get the indices after the current ones, in the
+        order given, so every existing index is unchanged. Returns ``self`` when nothing is added.
+        """
+        extra = [str(i) for i in dict.fromkeys(str(i) for i in ids) if str(i) not in self.items]
+        if not extra:
+            return self
+        items = IdVocabulary([*self.items.all_ids, *extra], kind=self.items.kind)
+        return self.with_item_vocabulary(items)
+
+    def with_item_vocabulary(self, items: IdVocabulary) -> Interactions:
+        """The same events over ``items``, a vocabulary that starts with this one's ids (indices unchanged)."""
+        if items.all_ids[: self.num_items] != self.items.all_ids:
+            raise ValueError("with_item_vocabulary needs a vocabulary that extends the current one")
+        return Interactions(
+            self.users, items, self.user_idx, self.item_idx, self.timestamp, self.rating, self.order, self.label
+        )
+
+    def positives(self) -> Interactions:
+        """The positive events: every event of a plain log, the ``label == 1`` rows of labelled data."""
+        if self.label is None:
+            return self
+        return Interactions(
+            self.users,
+            self.items,
+            self.user_idx[self.label == 1],
+            self.item_idx[self.label == 1],
+            None if self.timestamp is None else self.timestamp[self.label == 1],
+            None if self.rating is None else self.rating[self.label == 1],
+            None if self.order is None else self.order[self.label == 1],
+        )
 
     # ---------------------------------------------------------------- views
     def __len__(self) -> int:
@@ -219,10 +263,13 @@ class Interactions:
             cols["timestamp"] = self.timestamp
         if self.rating is not None:
             cols["rating"] = self.rating
+        if self.label is not None:
+            cols["label"] = self.label
         return pl.DataFrame(cols)
 
     def __repr__(self) -> str:
         return (
             f"Interactions(events={len(self)}, users={self.num_users}, items={self.num_items}, "
-            f"timestamps={self.timestamp is not None}, ratings={self.rating is not None})"
+            f"timestamps={self.timestamp is not None}, ratings={self.rating is not None}"
+            + (f", positives={int(self.label.sum())})" if self.label is not None else ")")
         )

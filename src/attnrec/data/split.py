@@ -8,6 +8,9 @@ Rules (also in ``docs/data.md``):
   rest to training; ``n == 2`` gives one training and one test event (no validation); ``n == 1`` stays in training.
 * ``temporal``: events are put in one global order (timestamp, then file order); the last ``test_frac`` of them
   form the test set and the ``valid_frac`` before them the validation set. Needs timestamps.
+* ``random``: every event independently (a seeded permutation of all events): the first ``test_frac`` of the
+  permuted events are test, the next ``valid_frac`` validation, the rest training. The usual split of click
+  prediction (labelled impressions, :mod:`attnrec.data.labels`); ``seed`` decides it.
 * ``ratio``: per user, the last ``round(n * test_frac)`` events (at least one when ``n >= 2``) are test, the
   ``round(n * valid_frac)`` before them validation; a user always keeps at least one training event.
 
@@ -28,6 +31,7 @@ Filtering with a split (:func:`prepare_split`, what ``attnrec train`` does):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +41,7 @@ from attnrec.data.interactions import Interactions
 from attnrec.data.vocab import IdVocabulary
 from attnrec.errors import ConfigError, DataError
 
-SPLITS = ("leave-one-out", "temporal", "ratio")
+SPLITS = ("leave-one-out", "temporal", "ratio", "random")
 
 
 @dataclass(frozen=True)
@@ -182,6 +186,19 @@ class Split:
         """All events of the split (train + valid + test)."""
         return self.train.concat(self.valid).concat(self.test)
 
+    def with_items(self, ids: Sequence[str]) -> Split:
+        """The split over an item vocabulary extended with ``ids`` (cold items: indices after the current
+        items, in the order given; ids already known are skipped). Events and their indices are unchanged."""
+        train = self.train.extend_items(ids)
+        if train is self.train:
+            return self
+        return Split(
+            self.name,
+            train,
+            self.valid.with_item_vocabulary(train.items),
+            self.test.with_item_vocabulary(train.items),
+        )
+
 
 def _compact(inter: Interactions) -> Interactions:
     """Drop ids without events from the vocabularies (keeping first-seen order) and re-index."""
@@ -203,6 +220,7 @@ def _compact(inter: Interactions) -> Interactions:
         inter.timestamp,
         inter.rating,
         inter.order,
+        inter.label,
     )
 
 
@@ -289,6 +307,21 @@ def temporal_split(inter: Interactions, *, test_frac: float = 0.1, valid_frac: f
     return Split("temporal", inter.subset(train), inter.subset(valid), inter.subset(test))
 
 
+def random_split(inter: Interactions, *, test_frac: float = 0.1, valid_frac: float = 0.1, seed: int = 42) -> Split:
+    """Events assigned at random (seeded): ``test_frac`` of them to test, ``valid_frac`` to validation."""
+    _check_fracs(test_frac, valid_frac)
+    n = len(inter)
+    perm = np.random.default_rng(seed).permutation(n)
+    rank = np.empty(n, dtype=np.int64)
+    rank[perm] = np.arange(n)
+    n_test = round(n * test_frac)
+    n_valid = round(n * valid_frac)
+    test = rank < n_test
+    valid = (rank >= n_test) & (rank < n_test + n_valid)
+    train = ~(test | valid)
+    return Split("random", inter.subset(train), inter.subset(valid), inter.subset(test))
+
+
 def ratio_split(inter: Interactions, *, test_frac: float = 0.2, valid_frac: float = 0.1) -> Split:
     """Per user: the last ``test_frac`` of events to test, the ``valid_frac`` before them to validation."""
     _check_fracs(test_frac, valid_frac)
@@ -312,6 +345,8 @@ def prepare_split(
     min_user_interactions: int = 0,
     min_item_interactions: int = 0,
     min_rating: float | None = None,
+    seed: int = 42,
+    catalogue: Sequence[str] = (),
 ) -> tuple[Split, FilterReport]:
     """Filter and split ``inter`` without letting a temporal split's future decide what survives.
 
@@ -327,6 +362,11 @@ def prepare_split(
             ``leave-one-out``.
         min_user_interactions, min_item_interactions: iterated k-core thresholds (``0``: off).
         min_rating: keep only events rated ``>= min_rating`` (needs ratings).
+        seed: seed of the ``random`` split.
+        catalogue: item ids that belong to the catalogue even without events (cold items, e.g. the items of a
+            feature file): every part's item vocabulary is extended with them (:meth:`Split.with_items`:
+            indices after the items with events, in the order given). For ``temporal`` this happens before the
+            validation and test events are restricted, so their events on such items are kept.
 
     Returns:
         ``(split, report)``: the split and what the filters removed (:class:`FilterReport`).
@@ -353,8 +393,11 @@ def prepare_split(
     fracs = {k: v for k, v in (("test_frac", test_frac), ("valid_frac", valid_frac)) if v is not None}
     if method != "temporal":
         log = filtered(inter) if min_user_interactions or min_item_interactions or min_rating is not None else inter
-        split = split_interactions(log, method, **fracs)
-        return split, report("log", {"log": PartCounts.of(inter, log)})
+        if method == "random":
+            split = random_split(log, seed=seed, **fracs)
+        else:
+            split = split_interactions(log, method, **fracs)
+        return split.with_items(catalogue), report("log", {"log": PartCounts.of(inter, log)})
 
     raw = temporal_split(inter, **fracs)
     try:
@@ -365,6 +408,7 @@ def prepare_split(
             f"events; min_user_interactions={min_user_interactions}, min_item_interactions={min_item_interactions}, "
             f"min_rating={min_rating})"
         ) from None
+    train = train.extend_items(catalogue)
 
     def restrict(part: Interactions) -> tuple[Interactions, PartCounts]:
         rated = part if min_rating is None or part.rating is None else part.subset(part.rating >= min_rating)
@@ -397,6 +441,8 @@ def split_interactions(inter: Interactions, method: str = "leave-one-out", **kwa
         return temporal_split(inter, **kwargs)
     if method == "ratio":
         return ratio_split(inter, **kwargs)
+    if method == "random":
+        return random_split(inter, **kwargs)  # type: ignore[arg-type]
     raise ConfigError(f"split must be one of {', '.join(SPLITS)}; got {method!r}")
 
 
