@@ -588,6 +588,9 @@ def _register_optional() -> None:
     from attnrec.cli.explain import register as register_explain
 
     register_explain(app, handle_errors)
+    from attnrec.cli.tune import register as register_tune
+
+    register_tune(app, handle_errors)
 
 
 _register_optional()
