@@ -104,6 +104,11 @@ class Recommender(ABC):
     predicts_ratings: ClassVar[bool] = False
     supports_explain: ClassVar[bool] = False
     uses_time: bool = False
+    task: ClassVar[str] = "ranking"
+    """The task the model is made for, its default ``--task``: ``"ranking"`` (top-k over the catalogue, trained on
+    a log) or ``"ctr"`` (click prediction, trained on labelled impressions: ``train.label`` is set)."""
+    predicts_probabilities: ClassVar[bool] = False
+    """True when :meth:`score_pairs` returns click probabilities in ``[0, 1]`` (logloss is reported only then)."""
     fit_kind: ClassVar[str] = "closed-form"
     """How ``fit`` works, for reports: ``"closed-form"`` (one solve or count), ``"iterations"`` (a fixed number
     of sweeps, ``config.iterations``) or ``"epochs"`` (gradient epochs with validation and early stopping)."""
@@ -126,6 +131,8 @@ class Recommender(ABC):
         self._hist_times: np.ndarray | None = None
         self.fit_seconds_: float = 0.0
         self.train_info_: dict[str, Any] = {}
+        self.item_features_: Any | None = None
+        self.user_features_: Any | None = None
 
     # ------------------------------------------------------------------ fitting
     def fit(
@@ -135,7 +142,12 @@ class Recommender(ABC):
         *,
         options: TrainingOptions | None = None,
     ) -> Self:
-        """Fit on ``train`` (``valid`` is used by models that early-stop). Returns ``self``."""
+        """Fit on ``train`` (``valid`` is used by models that early-stop). Returns ``self``.
+
+        Labelled impressions (``train.label`` set, task ``ctr``) reach :meth:`_fit` whole only for models whose
+        ``task`` is ``"ctr"``; other models are fitted on the positive impressions. Popularity and the stored
+        histories always count positives only.
+        """
         if len(train) == 0:
             raise ConfigError("cannot fit on an empty set of interactions")
         options = options or TrainingOptions()
@@ -149,9 +161,12 @@ class Recommender(ABC):
         return self
 
     def _fit_all(self, train: Interactions, valid: Interactions | None, options: TrainingOptions) -> None:
+        if self.task != "ctr":
+            train = train.positives()
+            valid = None if valid is None else valid.positives()
         self.users_ = train.users
         self.items_ = train.items
-        counts = train.item_counts().astype(np.float32)
+        counts = train.positives().item_counts().astype(np.float32)
         counts[0] = 0.0
         self.popularity_ = counts
         self.set_histories(train)
@@ -167,6 +182,7 @@ class Recommender(ABC):
         """Replace the per-user histories the model knows (for ``recommend(users=...)``) without refitting."""
         if self.users_ is not None and interactions.users is not self.users_ and interactions.users != self.users_:
             interactions = interactions.with_vocabularies(self.users_, self.items_)  # type: ignore[arg-type]
+        interactions = interactions.positives()
         self._hist_offsets = interactions.sequence_offsets().copy()
         self._hist_items = interactions.item_idx.copy()
         keep_times = self.uses_time and interactions.timestamp is not None
@@ -310,6 +326,73 @@ class Recommender(ABC):
             user_ids = [self.users_.id(int(u)) if u > 0 else "" for u in user_idx]
         return Recommendations(user_ids, idx, self.items_.ids(idx), vals.astype(np.float32), fallback)
 
+    def set_features(self, items: Any | None = None, users: Any | None = None) -> Self:
+        """Give the model side information before :meth:`fit`: :class:`~attnrec.data.features.ItemFeatures` and
+        :class:`~attnrec.data.features.UserFeatures` (``attnrec train --items/--users`` calls it). Stored as
+        ``item_features_`` / ``user_features_``; models that use features read them in ``_fit`` (e.g.
+        ``self.item_features_.table(train.items)``) and save what they need; others ignore them. Returns ``self``."""
+        self.item_features_ = items
+        self.user_features_ = users
+        return self
+
+    def score_pairs(
+        self,
+        user_idx: np.ndarray,
+        item_idx: np.ndarray,
+        *,
+        history: Interactions | None = None,
+        batch_size: int = 256,
+    ) -> np.ndarray:
+        """Scores of explicit (user, item) index pairs, for click prediction and candidate re-ranking.
+
+        The default scores each distinct user's row once (:meth:`scores_with_fallback`, popularity for users the
+        model cannot personalise), ``batch_size`` users at a time, and picks the pairs' items: memory is
+        ``batch_size x (num_items + 1)``, never ``n_pairs x (num_items + 1)``. Models that score a pair cheaply
+        (click models) override it. A model with ``predicts_probabilities`` returns probabilities.
+
+        Args:
+            user_idx: ``(n,)`` int64 user indices (0 = unknown user).
+            item_idx: ``(n,)`` int64 item indices (0 = unknown item: NaN).
+            history: the events each user's history is taken from (positives only); ``None``: the stored
+                histories (:meth:`set_histories`).
+            batch_size: distinct users scored at once.
+
+        Returns:
+            ``(n,)`` float64 scores aligned with the pairs; NaN for item index 0.
+        """
+        self._check_fitted()
+        users = np.asarray(user_idx, dtype=np.int64).ravel()
+        items = np.asarray(item_idx, dtype=np.int64).ravel()
+        if users.shape != items.shape:
+            raise ConfigError(f"'user_idx' and 'item_idx' must have the same length; got {len(users)} and {len(items)}")
+        if batch_size < 1:
+            raise ConfigError(f"the 'batch_size' parameter of score_pairs must be >= 1; got {batch_size}")
+        out = np.full(len(users), np.nan, dtype=np.float64)
+        if len(users) == 0:
+            return out
+        if history is not None:
+            history = history.positives()
+            if history.users != self.users_ or history.items != self.items_:
+                history = history.with_vocabularies(self.users_, self.items_)  # type: ignore[arg-type]
+            offsets, hist_items = history.sequence_offsets(), history.item_idx
+        distinct, inverse = np.unique(users, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.searchsorted(inverse[order], np.arange(len(distinct) + 1))
+        for start in range(0, len(distinct), batch_size):
+            chunk = distinct[start : start + batch_size]
+            if history is None:
+                hists = [self.history(int(u)) for u in chunk]
+            else:
+                hists = [
+                    hist_items[offsets[u] : offsets[u + 1]] if 0 < u < len(offsets) - 1 else hist_items[:0]
+                    for u in chunk.tolist()
+                ]
+            scores, _ = self.scores_with_fallback(chunk, hists)
+            rows = order[bounds[start] : bounds[min(start + batch_size, len(distinct))]]
+            out[rows] = scores[inverse[rows] - start, items[rows]]
+        out[items == 0] = np.nan
+        return out
+
     def score(self, users: Sequence[str], items: Sequence[str]) -> np.ndarray:
         """Score of each (user, item) pair (same length); unknown users get popularity, unknown items NaN."""
         self._check_fitted()
@@ -318,10 +401,7 @@ class Recommender(ABC):
             raise ConfigError(f"'users' and 'items' must have the same length; got {len(users)} and {len(items)}")
         uidx = np.asarray([self.users_.get(u) for u in users], dtype=np.int64)
         iidx = np.asarray([self.items_.get(i) for i in items], dtype=np.int64)
-        scores, _ = self.scores_with_fallback(uidx, [self.history(int(u)) for u in uidx], self._known_times(uidx))
-        out = scores[np.arange(len(uidx)), iidx].astype(np.float64)
-        out[iidx == 0] = np.nan
-        return out
+        return self.score_pairs(uidx, iidx)
 
     def to(self, device: str | Any) -> Self:
         """Move the model's weights to ``device`` (``"auto"``, ``"cpu"``, ``"cuda[:N]"``) for inference; models
