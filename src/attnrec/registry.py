@@ -22,6 +22,7 @@ MODELS: dict[str, str] = {
     "sasrec": "attnrec.models.sasrec:SASRec",
     "bert4rec": "attnrec.models.bert4rec:BERT4Rec",
     "narm": "attnrec.models.narm:NARM",
+    "fusion": "attnrec.models.fusion:Fusion",
 }
 
 

@@ -1,0 +1,584 @@
+"""Fusion: a weighted blend of fitted recommenders, its weights tuned on validation.
+
+Score fusion in the CombSUM family (E. A. Fox and J. A. Shaw, "Combination of Multiple Searches", TREC-2, 1994)
+and reciprocal rank fusion (G. V. Cormack, C. L. A. Clarke and S. Buettcher, "Reciprocal Rank Fusion
+Outperforms Condorcet and Individual Rank Learning Methods", SIGIR 2009).
+
+For one (user, history) row the fused score of item ``j`` is ``r_j = sum_i w_i * n_i(j) / sum_i w_i`` over the
+members ``i`` that can score the row (:meth:`Recommender.can_personalise`), where ``n_i`` is member ``i``'s
+score row after the blend's normalisation:
+
+* ``rank``: ``(N - rank) / (N - 1)`` with rank 1 the best of the ``N`` items (ties share their mean rank), in
+  ``[0, 1]``;
+* ``zscore``: ``(s - mean) / sd`` over the row's finite scores (0 when the row is constant);
+* ``minmax``: ``(s - min) / (max - min)`` (0 when the row is constant);
+* ``rrf``: ``1 / (rrf_k + rank)``.
+
+Items a member scores ``-inf`` (or NaN) get the row's lowest normalised value. A row that no member can
+personalise gets the popularity fallback, flagged, as for any model. Members are trained on the fusion's
+training events (``{"model": name, "params": {...}}``) or loaded from run folders trained on the same data
+(``{"run": path}``: the data's sha256 and the training events must match). Weights are chosen on the
+validation events only, with histories that end before them (``history_for("valid")``); with no validation
+events, or with ``weights`` given, no tuning happens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from scipy.stats import rankdata
+
+from attnrec.base import MODEL_WEIGHTS, Recommender
+from attnrec.config import ModelConfig
+from attnrec.data.interactions import Interactions
+from attnrec.errors import ConfigError, PersistenceError
+from attnrec.io import write_json
+from attnrec.training.options import TrainingOptions
+
+MEMBERS_DIR = "members"
+FUSION_JSON = "fusion.json"
+NORMALISATIONS = ("rank", "zscore", "minmax", "rrf")
+_METRIC_RE = re.compile(r"^(ndcg|hr|recall|mrr|map|precision)@(\d+)$")
+
+
+class MemberSpec(BaseModel):
+    """One member: a model trained by the fusion (``model`` + ``params``) or a run folder (``run``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str | None = Field(None, description="Registry name of a model the fusion trains (e.g. 'sasrec').")
+    params: dict[str, Any] = Field(default_factory=dict, description="Hyperparameters of that model.")
+    run: str | None = Field(None, description="A run folder (attnrec train --out) trained on the same data.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> MemberSpec:
+        if (self.model is None) == (self.run is None):
+            raise ValueError(f"needs exactly one of 'model' or 'run'; got model={self.model!r}, run={self.run!r}")
+        if self.run is not None and self.params:
+            raise ValueError(f"a 'run' member takes its parameters from the run; got params {self.params!r}")
+        return self
+
+
+class FusionConfig(ModelConfig):
+    """Hyperparameters of :class:`Fusion`."""
+
+    members: tuple[MemberSpec, ...] = Field(
+        (MemberSpec(model="sasrec", run=None), MemberSpec(model="ease", run=None)),
+        min_length=1,
+        description="The blended models: [{'model': name, 'params': {...}} or {'run': folder}, ...].",
+    )
+    normalisation: Literal["rank", "zscore", "minmax", "rrf"] = Field(
+        "rank", description="How each member's score row is made comparable before blending (per user row)."
+    )
+    rrf_k: float = Field(60.0, gt=0.0, description="The k constant of reciprocal rank fusion (normalisation='rrf').")
+    weights: tuple[float, ...] | None = Field(
+        None, description="Fixed member weights (>= 0, not all 0); None = tune them on the validation events."
+    )
+    grid_points: int = Field(
+        21, ge=2, le=1001, description="Weights tried per member on [0, 1] (2 members: alpha = 0, 0.05, ..., 1)."
+    )
+    max_candidates: int = Field(
+        300, ge=2, description="At most this many weight vectors are tried (3+ members: a coarser simplex grid)."
+    )
+    tune_metric: str = Field("ndcg@10", description="Validation metric maximised by the weights (ndcg@10, hr@20...).")
+
+    @model_validator(mode="after")
+    def _check(self) -> FusionConfig:
+        if self.weights is not None:
+            if len(self.weights) != len(self.members):
+                raise ValueError(f"'weights' needs one weight per member ({len(self.members)}); got {self.weights!r}")
+            if any(not np.isfinite(w) or w < 0 for w in self.weights) or sum(self.weights) <= 0:
+                raise ValueError(f"'weights' must be finite, >= 0 and not all 0; got {self.weights!r}")
+        if not _METRIC_RE.match(self.tune_metric):
+            raise ValueError(
+                "'tune_metric' must look like 'ndcg@10' (ndcg, hr, recall, mrr, map, precision); "
+                f"got {self.tune_metric!r}"
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class MemberShare:
+    """How much one member contributed to a fused item score.
+
+    Attributes:
+        member: position of the member in ``config.members``.
+        model: the member's model name.
+        share: its part of the item's fused score (``w_i * n_i(j)`` over the total; the shares of an item sum
+            to 1, or are all 0 when no member scores it above its lowest value).
+        top: the member's own top history attribution ``(item index, weight)``, or None.
+    """
+
+    member: int
+    model: str
+    share: float
+    top: tuple[int, float] | None = None
+
+
+def normalise(scores: np.ndarray, how: str, rrf_k: float = 60.0) -> np.ndarray:
+    """Per-row normalisation of ``(B, num_items + 1)`` scores (column 0 is padding and stays 0).
+
+    Returns ``(B, num_items + 1)`` float64 values; non-finite scores get the row's lowest normalised value.
+    """
+    if how not in NORMALISATIONS:
+        raise ConfigError(f"the 'normalisation' parameter must be one of {', '.join(NORMALISATIONS)}; got {how!r}")
+    s = np.asarray(scores, dtype=np.float64)[:, 1:]
+    finite = np.isfinite(s)
+    out = np.zeros((s.shape[0], s.shape[1] + 1), dtype=np.float64)
+    if s.shape[1] == 0:
+        return out
+    if how in ("rank", "rrf"):
+        ranks = rankdata(-np.where(finite, s, -np.inf), axis=1, method="average")  # 1 = best
+        n = s.shape[1]
+        if how == "rank":
+            body = (n - ranks) / max(n - 1, 1)
+            body = np.where(finite, body, 0.0)
+        else:
+            body = np.where(finite, 1.0 / (rrf_k + ranks), 0.0)
+    else:
+        count = finite.sum(axis=1, keepdims=True)
+        filled = np.where(finite, s, 0.0)
+        if how == "zscore":
+            mean = filled.sum(axis=1, keepdims=True) / np.maximum(count, 1)
+            var = (np.where(finite, s - mean, 0.0) ** 2).sum(axis=1, keepdims=True) / np.maximum(count, 1)
+            sd = np.sqrt(var)
+            body = np.where(sd > 0, (filled - mean) / np.where(sd > 0, sd, 1.0), 0.0)
+        else:
+            lo = np.where(finite, s, np.inf).min(axis=1, keepdims=True)
+            hi = np.where(finite, s, -np.inf).max(axis=1, keepdims=True)
+            span = hi - lo
+            ok = np.isfinite(span) & (span > 0)
+            body = np.where(ok, (filled - np.where(ok, lo, 0.0)) / np.where(ok, span, 1.0), 0.0)
+        lowest = np.where(finite, body, np.inf).min(axis=1, keepdims=True)
+        body = np.where(finite, body, np.where(np.isfinite(lowest), lowest, 0.0))
+    out[:, 1:] = body
+    return out
+
+
+def blend(normalised: Sequence[np.ndarray], ok: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``sum_i w_i ok_i n_i / sum_i w_i ok_i`` per row (``ok``: ``(members, B)`` bool). Rows whose members that
+    can score them all have weight 0 use equal weights over those members; rows no member scores are 0."""
+    w = ok.astype(np.float64) * np.asarray(weights, dtype=np.float64)[:, None]  # (m, B)
+    total = w.sum(axis=0)
+    equal = ok.astype(np.float64) / np.maximum(ok.sum(axis=0), 1)
+    w = np.where(total > 0, w / np.where(total > 0, total, 1.0), equal)
+    out = np.zeros_like(normalised[0])
+    for wi, ni in zip(w, normalised, strict=True):
+        out += wi[:, None] * ni
+    return out
+
+
+def weight_grid(members: int, points: int, max_candidates: int) -> np.ndarray:
+    """Weight vectors tried on validation: ``(K, members)``, each summing to 1.
+
+    Two members: ``alpha`` on ``points`` even steps of [0, 1] (``(alpha, 1 - alpha)``). More: every vector of the
+    simplex grid with step ``1 / s``, ``s`` the largest ``<= points - 1`` giving at most ``max_candidates``.
+    """
+    if members == 1:
+        return np.ones((1, 1))
+    steps = points - 1
+    if members > 2:
+        from math import comb
+
+        while steps > 1 and comb(steps + members - 1, members - 1) > max_candidates:
+            steps -= 1
+    rows = [c for c in itertools.product(range(steps + 1), repeat=members - 1) if sum(c) <= steps]
+    grid = np.asarray([[*c, steps - sum(c)] for c in rows], dtype=np.float64) / steps
+    return grid[np.lexsort(grid.T[::-1])]
+
+
+class Fusion(Recommender):
+    """Weighted blend of member models, weights tuned on validation (see the module docstring)."""
+
+    name = "fusion"
+    config_class = FusionConfig
+    citation = "Cormack, Clarke and Buettcher, Reciprocal Rank Fusion, SIGIR 2009 (rrf); Fox and Shaw, TREC-2 1994"
+    uses_history = True
+    supports_explain = True
+    config: FusionConfig
+
+    def __init__(self, config: FusionConfig | dict[str, Any] | None = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self.members_: list[Recommender] = []
+        self.weights_: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ fitting
+    def _fit(self, train: Interactions, valid: Interactions | None, options: TrainingOptions) -> None:
+        members: list[Recommender] = []
+        info_members: list[dict[str, Any]] = []
+        for i, spec in enumerate(self.config.members):
+            if spec.run is not None:
+                member = _load_member_run(spec.run, train, where=f"members[{i}]")
+            else:
+                from attnrec.registry import create_model
+
+                member = create_model(str(spec.model), spec.params)
+                checkpoints = None if options.checkpoint_dir is None else options.checkpoint_dir / f"member-{i}"
+                sub = TrainingOptions(
+                    seed=options.seed,
+                    threads=options.threads,
+                    device=options.device,
+                    progress=options.progress,
+                    checkpoint_dir=checkpoints,
+                    resume=options.resume,
+                    log=None,
+                    processes=options.processes,
+                )
+                member.fit(train, valid, options=sub)
+            member.set_histories(train)
+            members.append(member)
+            info_members.append(
+                {
+                    "model": member.name,
+                    "source": spec.run or "trained",
+                    "fit_seconds": round(member.fit_seconds_, 3),
+                    "train_info": _jsonable(member.train_info_),
+                }
+            )
+        self._set_members(members)
+        tuning: dict[str, Any]
+        if self.config.weights is not None:
+            weights = np.asarray(self.config.weights, dtype=np.float64)
+            tuning = {"tuned": False, "reason": "weights given"}
+        elif len(members) == 1:
+            weights = np.ones(1)
+            tuning = {"tuned": False, "reason": "one member"}
+        elif valid is None or len(valid) == 0:
+            weights = np.full(len(members), 1.0 / len(members))
+            tuning = {"tuned": False, "reason": "no validation events: equal weights"}
+        else:
+            weights, tuning = self._tune(train, valid, options)
+        self.weights_ = weights / weights.sum()
+        device = next((m.train_info_["device"] for m in members if "device" in m.train_info_), "cpu")
+        self.train_info_ = {
+            "device": device,
+            "weights": [float(w) for w in self.weights_],
+            "normalisation": self.config.normalisation,
+            "members": info_members,
+            "tuning": tuning,
+        }
+
+    def _set_members(self, members: list[Recommender]) -> None:
+        self.members_ = members
+        self.uses_history = any(m.uses_history for m in members)  # type: ignore[misc]
+
+    def _tune(
+        self, train: Interactions, valid: Interactions, options: TrainingOptions
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Grid search of the weights on ``valid`` with histories from ``train`` (events before the targets)."""
+        match = _METRIC_RE.match(self.config.tune_metric)
+        assert match is not None
+        metric, k = self.config.tune_metric, int(match.group(2))
+        grid = weight_grid(len(self.members_), self.config.grid_points, self.config.max_candidates)
+        assert self.users_ is not None and self.items_ is not None
+        if valid.users != self.users_ or valid.items != self.items_:
+            valid = valid.with_vocabularies(self.users_, self.items_)
+        users = valid.active_users().astype(np.int64)
+        h_off, h_items = train.sequence_offsets(), train.item_idx
+        v_off, v_items = valid.sequence_offsets(), valid.item_idx
+        C = self.num_items + 1
+        totals = np.zeros(len(grid))
+        member_totals = np.zeros(len(self.members_))
+        batch = max(1, min(1024, (1 << 22) // C))
+        for start in range(0, len(users), batch):
+            chunk = users[start : start + batch]
+            hists = [h_items[h_off[u] : h_off[u + 1]] for u in chunk.tolist()]
+            normed, ok = self._member_rows(chunk, hists)
+            seen_rows = np.repeat(np.arange(len(chunk)), [len(h) for h in hists])
+            seen_cols = np.concatenate(hists) if hists else np.zeros(0, dtype=np.int64)
+            targets = [np.unique(v_items[v_off[u] : v_off[u + 1]]) for u in chunk.tolist()]
+            counts = np.asarray([len(t) for t in targets])
+            tcols = np.full((len(chunk), int(counts.max())), -1, dtype=np.int64)
+            for row, t in enumerate(targets):
+                tcols[row, : len(t)] = t
+            tcols_t = torch.from_numpy(tcols)
+
+            seen = (seen_rows, seen_cols)
+            for c, w in enumerate(grid):
+                totals[c] += _metric_sum(blend(normed, ok, w), seen, tcols_t, counts, metric, k)
+            for i in range(len(self.members_)):
+                member_totals[i] += _metric_sum(normed[i], seen, tcols_t, counts, metric, k)
+            if options.progress is not None:
+                options.progress("fusion weights", float(start + len(chunk)), float(len(users)))
+        means = totals / max(len(users), 1)
+        uniform = np.full(len(self.members_), 1.0 / len(self.members_))
+        best = max(
+            range(len(grid)), key=lambda c: (round(float(means[c]), 12), -float(np.abs(grid[c] - uniform).sum()))
+        )
+        return grid[best].copy(), {
+            "tuned": True,
+            "metric": metric,
+            "valid_users": len(users),
+            "grid": grid.round(6).tolist(),
+            "valid_scores": [round(float(v), 6) for v in means],
+            "member_valid_scores": [round(float(v), 6) for v in member_totals / max(len(users), 1)],
+            "best_valid_score": round(float(means[best]), 6),
+        }
+
+    # ------------------------------------------------------------------ scoring
+    def _member_rows(
+        self, user_idx: np.ndarray, histories: Sequence[np.ndarray]
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Each member's normalised scores and which rows it can score (``(members, B)`` bool)."""
+        normed, ok = [], []
+        for member in self.members_:
+            scores, fallback = member.scores_with_fallback(user_idx, histories)
+            normed.append(normalise(scores, self.config.normalisation, self.config.rrf_k))
+            ok.append(~fallback)
+        return normed, np.asarray(ok, dtype=bool).reshape(len(self.members_), len(user_idx))
+
+    def can_personalise(self, user_idx: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """A row is personalised when a member personalises it by the base rule (a popularity member counts
+        only for known users, as any model that ignores histories)."""
+        out = np.zeros(len(user_idx), dtype=bool)
+        for member in self.members_:
+            own = member.can_personalise(user_idx, histories)
+            out |= own & Recommender.can_personalise(member, user_idx, histories)
+        return out
+
+    def score_indices(self, user_idx: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        assert self.weights_ is not None
+        normed, ok = self._member_rows(np.asarray(user_idx, dtype=np.int64), histories)
+        out = blend(normed, ok, self.weights_).astype(np.float32)
+        out[:, 0] = -np.inf
+        return out
+
+    def set_histories(self, interactions: Interactions) -> None:
+        super().set_histories(interactions)
+        for member in getattr(self, "members_", []):
+            member.set_histories(interactions)
+
+    def to(self, device: str | Any) -> Fusion:
+        super().to(device)
+        for member in self.members_:
+            member.to(device)
+        return self
+
+    # ------------------------------------------------------------------ explanations
+    def member_shares(self, history: np.ndarray, items: np.ndarray, *, user_idx: int = 0) -> np.ndarray:
+        """``(members, len(items))`` share of each member in each item's fused score after ``history``
+        (columns sum to 1, or are 0 where no member scores the item above its lowest value)."""
+        self._check_fitted()
+        assert self.weights_ is not None
+        history = np.asarray(history, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        normed, ok = self._member_rows(np.asarray([user_idx], dtype=np.int64), [history])
+        w = self.weights_ * ok[:, 0]
+        parts = np.asarray(
+            [wi * np.clip(n[0, items] - n[0, 1:].min(), 0.0, None) for wi, n in zip(w, normed, strict=True)]
+        )
+        total = parts.sum(axis=0, keepdims=True)
+        return np.where(total > 0, parts / np.where(total > 0, total, 1.0), 0.0)
+
+    def _member_pairs(
+        self, member: Recommender, history: np.ndarray, items: np.ndarray, top: int, method: str | None
+    ) -> list[list[tuple[int, float]]]:
+        """A member's history attributions: its own explanations, occlusion for members that use histories
+        but do not explain, nothing for the others."""
+        from attnrec.explain.methods import METHODS, methods_for
+
+        if member.supports_explain:
+            chosen = method if method in methods_for(member) else None
+            return member.explain_indices(history, items, top=top, method=chosen)
+        if member.uses_history and len(history):
+            return [e.history_pairs() for e in METHODS["occlusion"].explain(member, history, items, top)]
+        return [[] for _ in items.tolist()]
+
+    def explain_members(self, history: np.ndarray, items: np.ndarray, *, top: int = 1) -> list[list[MemberShare]]:
+        """Per item, each member's share of its fused score and the member's own top history attribution."""
+        history = np.asarray(history, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        shares = self.member_shares(history, items)
+        pairs = [self._member_pairs(m, history, items, top, None) for m in self.members_]
+        return [
+            [
+                MemberShare(i, m.name, float(shares[i, j]), tuple(pairs[i][j][0]) if pairs[i][j] else None)  # type: ignore[arg-type]
+                for i, m in enumerate(self.members_)
+            ]
+            for j in range(len(items))
+        ]
+
+    def explain_indices(
+        self, history: np.ndarray, items: np.ndarray, *, top: int = 5, method: str | None = None
+    ) -> list[list[tuple[int, float]]]:
+        """History items behind each fused item: each member's attributions (``method`` where the member
+        supports it, else its default) scaled by the member's share of the item's score (:meth:`member_shares`),
+        summed over members; largest first, at most ``top``."""
+        from attnrec.explain.methods import get_explainer
+
+        if method is not None:
+            get_explainer(self, method)  # an unknown method is a one-line error, as for any model
+        history = np.asarray(history, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        if len(history) == 0 or len(items) == 0:
+            return [[] for _ in items.tolist()]
+        shares = self.member_shares(history, items)
+        out: list[list[tuple[int, float]]] = []
+        per_member = [self._member_pairs(m, history, items, top, method) for m in self.members_]
+        for j in range(len(items)):
+            total: dict[int, float] = {}
+            for i in range(len(self.members_)):
+                for idx, w in per_member[i][j]:
+                    total[int(idx)] = total.get(int(idx), 0.0) + float(shares[i, j]) * float(w)
+            ranked = sorted(total.items(), key=lambda kv: -kv[1])
+            out.append([(idx, w) for idx, w in ranked[:top] if w > 0])
+        return out
+
+    # ------------------------------------------------------------------ persistence
+    def _get_state(self) -> dict[str, np.ndarray]:
+        assert self.weights_ is not None
+        state: dict[str, np.ndarray] = {"weights": self.weights_.astype(np.float64)}
+        for i, digest in enumerate(getattr(self, "_member_digests", [])):
+            state[f"member_{i}_sha256"] = np.frombuffer(bytes.fromhex(digest), dtype=np.uint8).copy()
+        return state
+
+    def _get_meta(self) -> dict[str, Any]:
+        return {
+            "weights": [float(w) for w in self.weights_] if self.weights_ is not None else None,
+            "members": [f"{MEMBERS_DIR}/{i}-{m.name}" for i, m in enumerate(self.members_)],
+            "train_info": _jsonable(self.train_info_),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """The fusion's own files, each member's :meth:`save` under ``members/<i>-<name>/`` and ``fusion.json``
+        (weights, normalisation, tuning); ``model.safetensors`` holds each member's weights digest."""
+        self._check_fitted()
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(folder / MEMBERS_DIR, ignore_errors=True)
+        digests = []
+        for i, member in enumerate(self.members_):
+            sub = member.save(folder / MEMBERS_DIR / f"{i}-{member.name}")
+            digests.append(_file_digest(sub / MODEL_WEIGHTS))
+        self._member_digests = digests
+        super().save(folder)
+        write_json(
+            folder / FUSION_JSON,
+            {
+                "normalisation": self.config.normalisation,
+                "rrf_k": self.config.rrf_k,
+                "weights": [float(w) for w in self.weights_] if self.weights_ is not None else None,
+                "members": [
+                    {"folder": f"{MEMBERS_DIR}/{i}-{m.name}", "model": m.name, "sha256": d}
+                    for i, (m, d) in enumerate(zip(self.members_, digests, strict=True))
+                ],
+                "tuning": _jsonable(self.train_info_.get("tuning", {})),
+            },
+        )
+        return folder
+
+    def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        self.weights_ = np.asarray(arrays["weights"], dtype=np.float64)
+        self._member_digests = [
+            bytes(arrays[f"member_{i}_sha256"].astype(np.uint8)).hex() for i in range(len(self.config.members))
+        ]
+        self._member_folders = [str(f) for f in meta.get("members") or []]
+        self.train_info_ = dict(meta.get("train_info") or {})
+
+    def _load_parts(self, folder: Path) -> None:
+        """Load the members saved next to the fusion (called by :meth:`Recommender.load`)."""
+        members = []
+        for i, rel in enumerate(self._member_folders):
+            sub = folder / rel
+            if not (sub / MODEL_WEIGHTS).is_file():
+                raise PersistenceError(f"{folder}: member {i} is missing ({sub / MODEL_WEIGHTS} not found)")
+            if _file_digest(sub / MODEL_WEIGHTS) != self._member_digests[i]:
+                raise PersistenceError(f"{sub / MODEL_WEIGHTS}: not the member saved with this fusion (sha256 differs)")
+            member = Recommender.load(sub)
+            if member.items_ != self.items_ or member.users_ != self.users_:
+                raise PersistenceError(f"{sub}: the member's vocabularies differ from the fusion's")
+            members.append(member)
+        if len(members) != len(self.config.members):
+            raise PersistenceError(
+                f"{folder}: {len(members)} members saved, the config lists {len(self.config.members)}"
+            )
+        self._set_members(members)
+
+
+def _metric_sum(
+    fused: np.ndarray,
+    seen: tuple[np.ndarray, np.ndarray],
+    tcols: torch.Tensor,
+    counts: np.ndarray,
+    metric: str,
+    k: int,
+) -> float:
+    """Sum over the rows of a per-user ranking metric of ``fused`` scores, with the evaluation protocol's rules
+    (seen items removed, pessimistic ties: :func:`attnrec.evaluation.protocol.target_positions`)."""
+    from attnrec.evaluation.metrics import ranking_metrics_from_positions
+    from attnrec.evaluation.protocol import target_positions
+
+    scores = fused.astype(np.float32)
+    scores[seen] = -np.inf
+    scores[:, 0] = -np.inf
+    pos = target_positions(torch.from_numpy(scores), tcols, n_targets=counts)
+    return float(ranking_metrics_from_positions(pos, counts, (k,))[metric].sum())
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars/arrays and tuples turned into JSON types (unknown objects as strings)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def _events_digest(inter: Interactions) -> str:
+    """sha256 of a set of events: the ids and the (user, item) index sequence."""
+    digest = hashlib.sha256()
+    digest.update("\x1f".join(inter.users.ids(np.arange(1, len(inter.users) + 1)).tolist()).encode())
+    digest.update(b"\x1e")
+    digest.update("\x1f".join(inter.items.ids(np.arange(1, len(inter.items) + 1)).tolist()).encode())
+    digest.update(np.ascontiguousarray(inter.user_idx, dtype=np.int64).tobytes())
+    digest.update(np.ascontiguousarray(inter.item_idx, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def _load_member_run(run: str, train: Interactions, *, where: str) -> Recommender:
+    """The model of run folder ``run``, after checking that it was trained on exactly ``train``."""
+    from attnrec.runs import file_sha256, load_data, load_run, locate
+
+    model, config = load_run(run)
+    if config is None:
+        raise ConfigError(
+            f"{where}: {run} has no config.json; a member run must be a folder written by `attnrec train`"
+        )
+    path = locate(config.data.path, config.data.path_from_run, run, what="data", flag="--data")
+    sha = file_sha256(path)
+    if config.data.sha256 and sha != config.data.sha256:
+        raise ConfigError(
+            f"{where}: the data of run {run} changed since it was trained ({path}: sha256 {sha[:12]}..., the run "
+            f"recorded {config.data.sha256[:12]}...)"
+        )
+    member_train = load_data(config, run=run).split.train
+    if _events_digest(member_train) != _events_digest(train):
+        raise ConfigError(
+            f"{where}: run {run} was trained on other data than this fusion (its training events, data sha256 "
+            f"{sha[:12]}..., {config.split} split, differ); train members on the same data and split"
+        )
+    return model
