@@ -193,7 +193,10 @@ def evaluate_interactions(
         chunk = users[start : start + batch_size]
         B = len(chunk)
         hists = [h_items[h_off[u] : h_off[u + 1]] for u in chunk.tolist()]
-        scores, fb = model.scores_with_fallback(chunk, hists)
+        times = None
+        if model.uses_time and history.timestamp is not None:  # event times for models with time inputs
+            times = [history.timestamp[h_off[u] : h_off[u + 1]] for u in chunk.tolist()]
+        scores, fb = model.scores_with_fallback(chunk, hists, times)
         if scores.shape != (B, C):
             raise ConfigError(f"{type(model).__name__}.score_indices must return shape ({B}, {C}); got {scores.shape}")
         scores = np.ascontiguousarray(scores, dtype=np.float32)

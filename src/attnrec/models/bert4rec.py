@@ -228,6 +228,11 @@ class BERT4Rec(SequentialRecommender):
     def __init__(self, config: BERT4RecConfig | dict[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         c = self.config
+        if c.time_inputs:
+            raise ConfigError(
+                "the 'time_inputs' parameter of BERT4RecConfig is not supported yet (the final mask position has "
+                "no event time); got true (sasrec and narm have time inputs)"
+            )
         if c.embed_dim % c.num_heads:
             raise ConfigError(
                 f"the 'embed_dim' parameter of BERT4RecConfig must be divisible by num_heads={c.num_heads}; "

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from attnrec.data.interactions import Interactions
-from attnrec.models.sequential import SequentialConfig, SequentialRecommender, pad_histories
+from attnrec.models.sequential import GAP_BUCKETS, SequentialConfig, SequentialRecommender, pad_histories
 from attnrec.training.neural import item_scores_module
 from attnrec.training.search_space import Choice, FloatRange, SearchSpace
 
@@ -93,11 +93,20 @@ class NARMNet(nn.Module):
         nn.init.normal_(self.item_emb.weight, std=d**-0.5)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
+        self.gap_emb: nn.Embedding | None = None
+        if cfg.time_inputs:  # created last: without time inputs the initial weights are unchanged
+            self.gap_emb = nn.Embedding(GAP_BUCKETS, d, padding_idx=0)
+            nn.init.normal_(self.gap_emb.weight, std=d**-0.5)
+            with torch.no_grad():
+                self.gap_emb.weight[0].zero_()
 
-    def states(self, items: Tensor) -> Tensor:
-        """Right-padded ``(B, L)`` items -> ``(B, L, H)`` recurrent states; state ``t`` has read items ``<= t``
-        only, so the padding after a row's last item never reaches its real states."""
-        out, _ = self.rnn(self.emb_drop(self.item_emb(items)))
+    def states(self, items: Tensor, gaps: Tensor | None = None) -> Tensor:
+        """Right-padded ``(B, L)`` items (and time-gap buckets) -> ``(B, L, H)`` recurrent states; state ``t``
+        has read items ``<= t`` only, so the padding after a row's last item never reaches its real states."""
+        x = self.item_emb(items)
+        if self.gap_emb is not None:
+            x = x + self.gap_emb((items > 0).long() if gaps is None else gaps)
+        out, _ = self.rnn(self.emb_drop(x))
         return out  # type: ignore[no-any-return]
 
     def _scores(self, q: Tensor, k: Tensor) -> Tensor:
@@ -119,10 +128,10 @@ class NARMNet(nn.Module):
         weights = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
         return torch.matmul(weights.to(h.dtype), h[:, :stop])
 
-    def forward(self, items: Tensor) -> Tensor:
-        """Right-padded ``(B, L)`` items -> ``(B, L, D)`` states; position ``t`` sees items ``<= t`` only (the
-        attention of ``h_t`` is over ``h_0 .. h_t``)."""
-        h = self.states(items)
+    def forward(self, items: Tensor, gaps: Tensor | None = None) -> Tensor:
+        """Right-padded ``(B, L)`` items (and time-gap buckets) -> ``(B, L, D)`` states; position ``t`` sees
+        items ``<= t`` only (the attention of ``h_t`` is over ``h_0 .. h_t``)."""
+        h = self.states(items, gaps)
         q, k = self.a1(h), self.a2(h)
         length = h.shape[1]
         if self.attention == "dot":
@@ -143,10 +152,10 @@ class NARMNet(nn.Module):
             context = torch.cat(parts, dim=1)
         return self._decode(h, context)
 
-    def attend_last(self, items: Tensor) -> tuple[Tensor, Tensor]:
+    def attend_last(self, items: Tensor, gaps: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Right-padded ``(B, L)`` items (at least one per row) -> ``((B, D)`` state after each row's last item,
         ``(B, L)`` attention weights of that item's state over the row, 0 on padding``)``."""
-        h = self.states(items)
+        h = self.states(items, gaps)
         rows = torch.arange(items.shape[0], device=items.device)
         last = ((items > 0).sum(1) - 1).clamp_min(0)
         h_t = h[rows, last]
@@ -156,9 +165,10 @@ class NARMNet(nn.Module):
         context = torch.matmul(weights.unsqueeze(1).to(h.dtype), h).squeeze(1)
         return self._decode(h_t, context), weights
 
-    def last(self, items: Tensor) -> Tensor:
-        """Right-padded ``(B, L)`` items -> ``(B, D)`` the state that scores each row's next item."""
-        return self.attend_last(items)[0]
+    def last(self, items: Tensor, gaps: Tensor | None = None) -> Tensor:
+        """Right-padded ``(B, L)`` items (and time-gap buckets) -> ``(B, D)`` the state that scores each row's
+        next item."""
+        return self.attend_last(items, gaps)[0]
 
 
 class NARM(SequentialRecommender):

@@ -25,6 +25,7 @@ from attnrec.data.interactions import Interactions
 from attnrec.errors import ConfigError
 from attnrec.models.sequential import (
     DENSE_DROPOUT,
+    GAP_BUCKETS,
     SequentialConfig,
     SequentialRecommender,
     pad_histories,
@@ -89,27 +90,38 @@ class SASRecNet(nn.Module):
         nn.init.normal_(self.pos_emb.weight, std=d**-0.5)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
+        self.gap_emb: nn.Embedding | None = None
+        if cfg.time_inputs:  # created last: without time inputs the initial weights stay those of 0.1
+            self.gap_emb = nn.Embedding(GAP_BUCKETS, d, padding_idx=0)
+            nn.init.normal_(self.gap_emb.weight, std=d**-0.5)
+            with torch.no_grad():
+                self.gap_emb.weight[0].zero_()
 
-    def embed(self, items: Tensor) -> Tensor:
-        """``(B, L)`` item indices (0 = padding) -> ``(B, L, D)`` input of the first block."""
+    def embed(self, items: Tensor, gaps: Tensor | None = None) -> Tensor:
+        """``(B, L)`` item indices (0 = padding) and optional time-gap buckets -> ``(B, L, D)`` input of the
+        first block (gaps are read as unknown when the network has time inputs and none are given)."""
         pos = positions_from_start(items > 0)
-        return self.drop(self.item_emb(items) * self.scale + self.pos_emb(pos))
+        x = self.item_emb(items) * self.scale + self.pos_emb(pos)
+        if self.gap_emb is not None:
+            x = x + self.gap_emb((items > 0).long() if gaps is None else gaps)
+        return self.drop(x)
 
-    def forward(self, items: Tensor, *, right_padded: bool = True) -> Tensor:
-        """``(B, L)`` items -> ``(B, L, D)`` hidden states; position ``t`` sees items ``<= t`` only.
+    def forward(self, items: Tensor, gaps: Tensor | None = None, *, right_padded: bool = True) -> Tensor:
+        """``(B, L)`` items (and time-gap buckets) -> ``(B, L, D)`` hidden states; position ``t`` sees items
+        ``<= t`` only.
 
         Right-padded input needs only the causal mask; left-padded input adds the key-padding mask.
         """
-        x = self.embed(items)
+        x = self.embed(items, gaps)
         if right_padded:
             return self.encoder(x, causal=True)  # type: ignore[no-any-return]
         return self.encoder(x, attention_mask(items > 0, causal=True))  # type: ignore[no-any-return]
 
-    def last(self, items: Tensor) -> Tensor:
-        """Right-padded ``(B, L)`` items -> ``(B, D)`` hidden state after each row's last item (the one that
-        scores the next item); rows must hold at least one item."""
+    def last(self, items: Tensor, gaps: Tensor | None = None) -> Tensor:
+        """Right-padded ``(B, L)`` items (and time-gap buckets) -> ``(B, D)`` hidden state after each row's last
+        item (the one that scores the next item); rows must hold at least one item."""
         query = ((items > 0).sum(1) - 1).clamp_min(0)
-        return self.encoder.forward_at(self.embed(items), query)  # type: ignore[no-any-return]
+        return self.encoder.forward_at(self.embed(items, gaps), query)  # type: ignore[no-any-return]
 
     def scores(self, hidden: Tensor) -> Tensor:
         """``(B, D)`` -> ``(B, V + 1)`` dot products with every item embedding."""

@@ -9,6 +9,10 @@ A sequential model supplies a network with this interface (:class:`SequentialNet
 * ``item_emb``: the ``nn.Embedding`` of items (row 0 = padding) and ``head``: an ``nn.Linear`` sharing its
   weight (:func:`~attnrec.training.neural.item_scores_module`) that turns states into item scores.
 
+With ``time_inputs`` (models whose network takes a ``gaps`` argument: SASRec, NARM), ``forward(items, gaps)`` and
+``last(items, gaps)`` also receive, per position, the bucket of the time since the previous event
+(:func:`gap_buckets`), and the network adds an embedding of it to the item's.
+
 Everything else (windows, batching, the loss, validation, scoring, the device) is here, once.
 """
 
@@ -36,9 +40,9 @@ class SequentialNet(Protocol):
     item_emb: nn.Embedding
     head: nn.Linear
 
-    def __call__(self, items: Tensor) -> Tensor: ...
+    def __call__(self, items: Tensor, gaps: Tensor | None = None) -> Tensor: ...
 
-    def last(self, items: Tensor) -> Tensor: ...
+    def last(self, items: Tensor, gaps: Tensor | None = None) -> Tensor: ...
 
 
 class SequentialConfig(NeuralConfig):
@@ -93,6 +97,32 @@ class SequentialConfig(NeuralConfig):
         True, description="Batch windows of similar length (fewer padded positions; batch order shuffled)."
     )
     compile: bool = Field(False, description="torch.compile the network for training.")
+    time_inputs: bool = Field(
+        False,
+        description="Add an embedding of the time since the previous event (log-scale buckets, "
+        "models.sequential.gap_buckets) to each history item; needs timestamps in the log. Histories given "
+        "without times (explicit anonymous histories, explanations) read every gap as unknown.",
+    )
+
+
+GAP_BUCKETS = 64
+"""Size of the time-gap vocabulary: 0 = padding, 1 = first event or unknown time, 2 + floor(2 log2(1 + seconds))
+for the others (half-octave buckets: 0 s -> 2, 1 minute -> 13, 1 day -> 34, 1 year -> 51), capped at 63."""
+
+
+def gap_buckets(times: np.ndarray | None, length: int | None = None) -> np.ndarray:
+    """``(n,)`` int64 bucket of the time since the previous event of each event (times in seconds, oldest first).
+
+    ``times=None`` (an unknown timeline) gives ``length`` unknown buckets (1). Clock going backwards counts as 0 s.
+    """
+    if times is None:
+        return np.ones(length or 0, dtype=np.int64)
+    t = np.asarray(times, dtype=np.int64)
+    out = np.ones(len(t), dtype=np.int64)
+    if len(t) > 1:
+        gap = np.maximum(np.diff(t), 0).astype(np.float64)
+        out[1:] = np.minimum(2 + np.floor(2 * np.log2(1.0 + gap)), GAP_BUCKETS - 1).astype(np.int64)
+    return out
 
 
 SPARSE_EVENTS_PER_ITEM = 50.0
@@ -141,9 +171,9 @@ def next_item_loss(net: Any, item_weight: Tensor, item_loss: ItemLoss, *, exclud
     non-padding position, and the number of targets. With ``exclude_window``, each target's softmax leaves
     out the other items of its window (the first input and every target)."""
 
-    def loss_fn(batch: tuple[Tensor, Tensor], gen: torch.Generator) -> tuple[Tensor, int]:
-        x, y = batch
-        hidden = net(x)
+    def loss_fn(batch: tuple[Tensor, ...], gen: torch.Generator) -> tuple[Tensor, int]:
+        x, y, *gaps = batch  # (inputs, targets) or, with time inputs, (inputs, targets, gaps)
+        hidden = net(x, gaps[0]) if gaps else net(x)
         mask = y > 0
         if exclude_window:
             window = torch.cat([x[:, :1], y], dim=1)
@@ -156,9 +186,11 @@ def next_item_loss(net: Any, item_weight: Tensor, item_loss: ItemLoss, *, exclud
     return loss_fn  # type: ignore[return-value]
 
 
-def sequence_batches(config: SequentialConfig, inputs: Tensor, targets: Tensor, lengths: Tensor) -> WindowBatches:
-    """The training batches of ``config`` (``batch_size`` windows or ``batch_tokens`` targets per step); also
-    what the speed benchmark times."""
+def sequence_batches(
+    config: SequentialConfig, inputs: Tensor, targets: Tensor, lengths: Tensor, gaps: Tensor | None = None
+) -> WindowBatches:
+    """The training batches of ``config`` (``batch_size`` windows or ``batch_tokens`` targets per step), with the
+    time-gap windows ``gaps`` as a third tensor when given; also what the speed benchmark times."""
     return window_batches(
         inputs,
         targets,
@@ -166,6 +198,7 @@ def sequence_batches(config: SequentialConfig, inputs: Tensor, targets: Tensor, 
         batch_size=config.batch_size,
         batch_tokens=config.batch_tokens,
         length_bucketing=config.length_bucketing,
+        extra=gaps,
     )
 
 
@@ -197,6 +230,7 @@ class SequentialRecommender(NeuralRecommender):
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         c = self.config
+        self.uses_time = c.time_inputs
         if c.exclude_window_items and c.loss != "ce":
             raise ConfigError(
                 f"the 'exclude_window_items' parameter of {type(c).__name__} needs loss='ce'; got loss={c.loss!r}"
@@ -209,6 +243,11 @@ class SequentialRecommender(NeuralRecommender):
         """Fit on ``train``; raises :class:`~attnrec.errors.DataError` before touching any state when no user has
         the 2 training events one next-item pair needs."""
         check_next_item_pairs(train, self.name)
+        if self.config.time_inputs and train.timestamp is None:
+            raise ConfigError(
+                f"the 'time_inputs' parameter of {type(self.config).__name__} needs event timestamps; the training "
+                "log has none (use a format with a time column, or time_inputs=false)"
+            )
         return super().fit(train, valid, options=options)
 
     def windows(self, train: Interactions) -> tuple[Tensor, Tensor, Tensor]:
@@ -218,15 +257,25 @@ class SequentialRecommender(NeuralRecommender):
         x, y = torch.from_numpy(inputs), torch.from_numpy(targets)
         return x, y, (x > 0).sum(1)
 
+    def gap_windows(self, train: Interactions) -> Tensor:
+        """``(R, max_len)`` time-gap buckets aligned with :meth:`windows`' inputs (time inputs only)."""
+        c = self.config
+        assert train.timestamp is not None
+        off = train.sequence_offsets()
+        gaps = [gap_buckets(train.timestamp[off[u] : off[u + 1]]) for u in range(1, len(off) - 1)]
+        inputs, _ = training_windows(gaps, c.max_seq_len, resolved_sliding_window_step(c))
+        return torch.from_numpy(inputs)
+
     def training_batches(self, train: Interactions) -> tuple[BatchFn, int]:
         c = self.config
         inputs, targets, lengths = self.windows(train)
+        gaps = self.gap_windows(train) if c.time_inputs else None
         self._train_windows = (len(inputs), int(lengths.sum()))
         if c.batch_tokens is None:
             num_batches = math.ceil(len(inputs) / c.batch_size)
         else:
             num_batches = max(1, math.ceil(int(lengths.sum()) / c.batch_tokens))
-        return sequence_batches(c, inputs, targets, lengths), num_batches  # type: ignore[return-value]
+        return sequence_batches(c, inputs, targets, lengths, gaps), num_batches  # type: ignore[return-value]
 
     def training_module(self, net: nn.Module) -> nn.Module:
         """The module the loss calls (compiled when ``compile`` is set)."""
@@ -257,9 +306,24 @@ class SequentialRecommender(NeuralRecommender):
         }
 
     # ------------------------------------------------------------------ inference
-    def encode_last(self, histories: Sequence[np.ndarray]) -> Tensor:
-        """``(B, D)`` states that score the next item of each (non-empty) history, on the model's device."""
+    def padded_gaps(self, histories: Sequence[np.ndarray], times: Sequence[np.ndarray | None] | None) -> Tensor:
+        """Right-padded time-gap buckets of each history (unknown gaps where ``times`` is missing)."""
+        if times is not None and len(times) != len(histories):
+            raise ConfigError(f"'times' must have one array per history; got {len(times)} for {len(histories)}")
+        rows = []
+        for j, h in enumerate(histories):
+            t = None if times is None else times[j]
+            if t is not None and len(t) != len(h):
+                raise ConfigError(f"times[{j}] has {len(t)} values for a history of {len(h)} items")
+            rows.append(gap_buckets(t, len(h)))
+        return self.tensor(pad_histories(rows, self.config.max_seq_len, left=False))
+
+    def encode_last(self, histories: Sequence[np.ndarray], times: Sequence[np.ndarray | None] | None = None) -> Tensor:
+        """``(B, D)`` states that score the next item of each (non-empty) history, on the model's device;
+        ``times`` (epoch seconds per event) feed the time inputs when the config has them."""
         x = self.tensor(pad_histories(histories, self.config.max_seq_len, left=False))
+        if self.config.time_inputs:
+            return self._net().last(x, self.padded_gaps(histories, times))  # type: ignore[operator,no-any-return]
         return self._net().last(x)  # type: ignore[operator,no-any-return]
 
     @torch.inference_mode()
@@ -277,8 +341,11 @@ class SequentialRecommender(NeuralRecommender):
         return out
 
     @torch.inference_mode()
-    def score_indices(self, user_idx: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
-        """Scores of every item after each history (through the network's ``head``); ``user_idx`` is not used."""
+    def score_indices(
+        self, user_idx: np.ndarray, histories: Sequence[np.ndarray], times: Sequence[np.ndarray] | None = None
+    ) -> np.ndarray:
+        """Scores of every item after each history (through the network's ``head``); ``user_idx`` is not used;
+        ``times``: epoch seconds of each history's events (time inputs; without them gaps are unknown)."""
         net = self._net()
         net.eval()
         out = np.empty((len(histories), self.num_items + 1), dtype=np.float32)
@@ -288,7 +355,9 @@ class SequentialRecommender(NeuralRecommender):
             hidden = torch.zeros(len(part), self.config.embed_dim, device=self.device_)
             rows = [j for j, h in enumerate(part) if len(h)]
             if rows:
-                hidden[torch.as_tensor(rows, device=self.device_)] = self.encode_last([part[j] for j in rows]).float()
+                ts = None if times is None else [times[start + j] for j in rows]
+                state = self.encode_last([part[j] for j in rows], ts)
+                hidden[torch.as_tensor(rows, device=self.device_)] = state.float()
             out[start : start + len(part)] = self.numpy(net.head(hidden))  # type: ignore[operator]
         out[:, 0] = -np.inf
         return out

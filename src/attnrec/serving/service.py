@@ -49,6 +49,8 @@ class LiveHistory:
     item_idx: np.ndarray
     train_len: int
     stored: list[StoredEvent]
+    times: np.ndarray | None = None
+    """Epoch seconds of ``item_idx``'s events, for models with time inputs (``None`` for the others)."""
 
     @property
     def version(self) -> tuple[int, int, int]:
@@ -215,9 +217,15 @@ class RecommendationService:
         uidx = model.users_.get(user_id)
         train = np.asarray(model.history(uidx) if uidx > 0 else np.zeros(0), dtype=np.int64)
         stored = self.store.user_events(user_id, self.settings.max_stored_history)
-        stored_idx = model.items_.indices([e.item_id for e in stored], unknown="drop")
+        padded = model.items_.indices([e.item_id for e in stored], unknown="pad")
+        stored_idx = padded[padded > 0]
         item_idx = np.concatenate([train, stored_idx]) if len(stored_idx) else train
-        return LiveHistory(uidx, item_idx, len(train), stored)
+        times = None
+        train_times = model.history_times(uidx) if model.uses_time else None
+        if train_times is not None:
+            stored_times = np.asarray([e.timestamp for e in stored], dtype=np.float64)[padded > 0].astype(np.int64)
+            times = np.concatenate([np.asarray(train_times, dtype=np.int64), stored_times])
+        return LiveHistory(uidx, item_idx, len(train), stored, times)
 
     # ------------------------------------------------------------------ recommendations
     def recommend_users(
@@ -231,8 +239,15 @@ class RecommendationService:
         if missing:
             self.metrics.cache.labels(result="miss").inc(len(missing))
             uidx = np.asarray([histories[n].user_idx for n in missing], dtype=np.int64)
+            times = [histories[n].times for n in missing]
             fresh = self._recommend(
-                loaded, [user_ids[n] for n in missing], uidx, [histories[n].item_idx for n in missing], k, explain
+                loaded,
+                [user_ids[n] for n in missing],
+                uidx,
+                [histories[n].item_idx for n in missing],
+                k,
+                explain,
+                None if any(t is None for t in times) else times,  # type: ignore[arg-type]
             )
             for n, new in zip(missing, fresh, strict=True):
                 out[n] = new
@@ -266,9 +281,10 @@ class RecommendationService:
         histories: list[np.ndarray],
         k: int,
         explain: bool,
+        times: list[np.ndarray] | None = None,
     ) -> list[RecommendationResponse]:
         model = loaded.model
-        recs = model.recommend_indices(uidx, histories, k=k, exclude_seen=True, user_ids=user_ids)
+        recs = model.recommend_indices(uidx, histories, k=k, exclude_seen=True, user_ids=user_ids, times=times)
         can_explain = explain and model.supports_explain
         out = []
         for row, user_id in enumerate(user_ids):

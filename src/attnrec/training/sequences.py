@@ -18,8 +18,9 @@ from torch import Tensor
 from attnrec.data.interactions import Interactions
 from attnrec.errors import DataError
 
-WindowBatches = Callable[[int, torch.Generator], Iterator[tuple[Tensor, Tensor]]]
-"""``batches(epoch, generator)`` yields ``(inputs, targets)``, each ``(B, width)`` int64, right-padded with 0."""
+WindowBatches = Callable[[int, torch.Generator], Iterator[tuple[Tensor, ...]]]
+"""``batches(epoch, generator)`` yields ``(inputs, targets)`` (plus ``extra`` when given), each ``(B, width)``
+int64, right-padded with 0."""
 
 
 def training_windows(sequences: Sequence[np.ndarray], max_len: int, step: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -65,6 +66,7 @@ def window_batches(
     batch_size: int,
     batch_tokens: int | None = None,
     length_bucketing: bool = True,
+    extra: Tensor | None = None,
 ) -> WindowBatches:
     """Batches of training windows for :class:`~attnrec.training.trainer.Trainer`.
 
@@ -76,6 +78,7 @@ def window_batches(
             less than one window); ``None``: ``batch_size`` windows.
         length_bucketing: sort windows by length within pools of 50 steps (fewer padded positions), then shuffle
             the order of the steps.
+        extra: ``(R, max_len)`` windows aligned with ``inputs`` (e.g. time gaps), yielded third when given.
 
     Every batch is cut to its longest real window; the draws depend only on the generator.
     """
@@ -83,7 +86,7 @@ def window_batches(
     if batch_tokens is not None:  # windows per step, for the size of the bucketing pools
         bs = max(1, math.ceil(batch_tokens * len(lengths) / max(int(lengths.sum()), 1)))
 
-    def batches(epoch: int, gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+    def batches(epoch: int, gen: torch.Generator) -> Iterator[tuple[Tensor, ...]]:
         perm = torch.randperm(len(inputs), generator=gen)
         if length_bucketing:  # sort within pools of 50 batches, then shuffle the batches
             pool = bs * 50
@@ -98,6 +101,9 @@ def window_batches(
         for j in torch.randperm(len(chunks), generator=gen).tolist():
             idx = chunks[j]
             width = int(lengths[idx].max())
-            yield inputs[idx, :width], targets[idx, :width]
+            if extra is None:
+                yield inputs[idx, :width], targets[idx, :width]
+            else:
+                yield inputs[idx, :width], targets[idx, :width], extra[idx, :width]
 
     return batches
