@@ -23,6 +23,8 @@ MODELS: dict[str, str] = {
     "bert4rec": "attnrec.models.bert4rec:BERT4Rec",
     "narm": "attnrec.models.narm:NARM",
     "fusion": "attnrec.models.fusion:Fusion",
+    "nais": "attnrec.models.nais:NAIS",
+    "content": "attnrec.models.content:ContentRecommender",
 }
 
 

@@ -7,7 +7,8 @@ A run folder (``--out DIR``) holds, per ``docs/contracts.md``:
 * ``model.json`` + ``model.safetensors`` + ``vocab.json``: the fitted model (never pickle);
 * ``metrics.json``: validation and test metrics, timing, epochs;
 * ``history.csv``: one row per epoch (neural models) or one summary row (closed-form models);
-* ``item_features.json``: item titles and attributes when ``--items`` was given.
+* ``item_features.json``: item titles and attributes when ``--items`` was given;
+* ``user_features.json``: user features when ``--users`` was given.
 
 Nothing is written when the data fails validation: the folder is created only after the data is loaded.
 """
@@ -40,6 +41,8 @@ CONFIG_JSON = "config.json"
 METRICS_JSON = "metrics.json"
 HISTORY_CSV = "history.csv"
 ITEM_FEATURES_JSON = "item_features.json"
+USER_FEATURES_JSON = "user_features.json"
+TASKS = ("ranking", "ctr")
 
 
 class DataSpec(BaseModel):
@@ -68,6 +71,14 @@ class DataSpec(BaseModel):
     sha256: str | None = None
     path_from_run: str | None = None
     items_from_run: str | None = None
+    items_kinds: dict[str, str] | None = None
+    users_path: str | None = None
+    users_format: str | None = None
+    users_id_col: str | None = None
+    users_kinds: dict[str, str] | None = None
+    users_from_run: str | None = None
+    cold_items: bool = False
+    """Add the items of ``items_path`` that have no event to the catalogue (indices after the items with events)."""
 
 
 class RunConfig(BaseModel):
@@ -78,7 +89,16 @@ class RunConfig(BaseModel):
     model: str
     params: dict[str, Any] = Field(default_factory=dict)
     data: DataSpec
-    split: Literal["leave-one-out", "temporal", "ratio"] = "leave-one-out"
+    split: Literal["leave-one-out", "temporal", "ratio", "random"] | None = None
+    """``None``: the task's default (``leave-one-out`` for ranking, ``random`` for ctr); see :meth:`resolved`."""
+    task: Literal["ranking", "ctr"] | None = None
+    """``None``: the model's own ``task`` class attribute."""
+    labels: Literal["auto", "ratings", "sampled"] = "auto"
+    """Task ctr: how impressions are labelled (:func:`attnrec.data.labels.make_impressions`)."""
+    label_threshold: float = 4.0
+    """Task ctr with ratings: ratings ``>=`` this are positive."""
+    label_negatives: Annotated[int, Field(ge=1)] = 4
+    """Task ctr without ratings: sampled negatives per positive."""
     test_frac: float = 0.1
     valid_frac: float = 0.1
     min_user_interactions: int = 0
@@ -93,6 +113,24 @@ class RunConfig(BaseModel):
     negative_sampling: Literal["uniform", "popularity"] = "uniform"
     keep_seen: bool = False
 
+    def resolved(self) -> RunConfig:
+        """This configuration with ``task`` (the model's default) and ``split`` (the task's default) filled in.
+
+        Raises:
+            ConfigError: task ``ctr`` with a per-user split (``leave-one-out``, ``ratio``).
+        """
+        from attnrec.registry import get_model_class
+
+        task = self.task or get_model_class(self.model).task
+        split = self.split or ("random" if task == "ctr" else "leave-one-out")
+        if task == "ctr" and split not in ("random", "temporal"):
+            raise ConfigError(f"--split {split!r} does not apply to task 'ctr' (use random or temporal)")
+        if task == "ctr" and self.eval_negatives is not None:
+            raise ConfigError("--eval-negatives applies to task 'ranking' only; task 'ctr' scores its impressions")
+        if self.task == task and self.split == split:
+            return self
+        return self.model_copy(update={"task": task, "split": split})
+
 
 @dataclass
 class LoadedData:
@@ -102,6 +140,7 @@ class LoadedData:
     fingerprint: str = ""
     load_report: Any | None = None
     split_report: Any | None = None
+    user_features: Any | None = None
 
 
 @dataclass
@@ -157,15 +196,7 @@ def load_data(config: RunConfig, *, run: str | Path | None = None) -> LoadedData
         rating_scale=spec.rating_scale,
     )
     inter = Interactions.from_frame(frame)
-    split, split_report = prepare_split(
-        inter,
-        config.split,
-        test_frac=config.test_frac,
-        valid_frac=config.valid_frac,
-        min_user_interactions=config.min_user_interactions,
-        min_item_interactions=config.min_item_interactions,
-        min_rating=config.min_rating,
-    )
+    config = config.resolved()
     features = None
     if spec.items_path:
         from attnrec.data.features import load_item_features
@@ -177,8 +208,69 @@ def load_data(config: RunConfig, *, run: str | Path | None = None) -> LoadedData
             id_map=spec.item_id_map,
             id_col=spec.items_id_col,
             log_item_col=spec.item_col,
+            kinds=spec.items_kinds,
         )
-    return LoadedData(split.full, split, features, file_sha256(path), report, split_report)
+    user_features = None
+    if spec.users_path:
+        from attnrec.data.features import load_user_features
+
+        users_path = locate(spec.users_path, spec.users_from_run, run, what="user features", flag="--users")
+        user_features = load_user_features(
+            users_path,
+            format=spec.users_format,
+            id_col=spec.users_id_col,
+            log_user_col=spec.user_col,
+            kinds=spec.users_kinds,
+        )
+    if spec.cold_items and features is None:
+        raise ConfigError("--cold-items adds the items of --items without events: pass --items FILE")
+    catalogue = features.ids if (features is not None and spec.cold_items) else []
+    if config.task == "ctr":
+        from attnrec.data.labels import make_impressions, split_impressions
+        from attnrec.data.split import FilterReport, PartCounts, filter_interactions
+
+        if config.min_rating is not None:
+            raise ConfigError("--min-rating does not apply to task 'ctr' (low ratings are its negatives)")
+        log = inter
+        if config.min_user_interactions or config.min_item_interactions:
+            log = filter_interactions(
+                inter,
+                min_user_interactions=config.min_user_interactions,
+                min_item_interactions=config.min_item_interactions,
+            )
+        impressions = make_impressions(
+            log,
+            source=config.labels,
+            threshold=config.label_threshold,
+            negatives=config.label_negatives,
+            seed=config.seed,
+        )
+        assert config.split is not None
+        split = split_impressions(
+            impressions, config.split, test_frac=config.test_frac, valid_frac=config.valid_frac, seed=config.seed
+        ).with_items(catalogue)
+        split_report = FilterReport(
+            config.split,
+            "log",
+            {"log": PartCounts.of(inter, log)},
+            config.min_user_interactions,
+            config.min_item_interactions,
+            None,
+        )
+    else:
+        assert config.split is not None
+        split, split_report = prepare_split(
+            inter,
+            config.split,
+            test_frac=config.test_frac,
+            valid_frac=config.valid_frac,
+            min_user_interactions=config.min_user_interactions,
+            min_item_interactions=config.min_item_interactions,
+            min_rating=config.min_rating,
+            seed=config.seed,
+            catalogue=catalogue,
+        )
+    return LoadedData(split.full, split, features, file_sha256(path), report, split_report, user_features)
 
 
 def _versions() -> dict[str, str]:
@@ -205,9 +297,14 @@ def evaluate_split(
     ks: tuple[int, ...] | None = None,
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a fitted model on the split's validation and test targets; returns the metrics.json parts."""
+    """Evaluate a fitted model on the split's validation and test targets; returns the metrics.json parts.
+
+    Task ``ctr`` (labelled impressions): AUC, GAUC and logloss (:func:`attnrec.evaluation.evaluate_ctr`).
+    """
     from attnrec.evaluation import evaluate, evaluate_ratings
 
+    if config.resolved().task == "ctr":
+        return _evaluate_ctr_split(model, split, config, targets=targets)
     out: dict[str, Any] = {}
     protocol = "full"
     for target in targets:
@@ -240,6 +337,30 @@ def evaluate_split(
     return out
 
 
+def _evaluate_ctr_split(
+    model: Recommender, split: Split, config: RunConfig, *, targets: tuple[str, ...]
+) -> dict[str, Any]:
+    from attnrec.evaluation import evaluate_ctr
+
+    out: dict[str, Any] = {"protocol": "pointwise"}
+    for target in targets:
+        if len(split.targets(target)) == 0:
+            out[target] = {}
+            continue
+        result = evaluate_ctr(
+            model, split.targets(target), history=split.history_for(target).positives(), seed=config.seed
+        )
+        report = result.to_json()
+        out[target] = dict(report["summary"])
+        out[f"{target}_ci95"] = report["ci"]
+        out[f"{target}_users"] = result.n_users
+        out[f"{target}_impressions"] = result.n_impressions
+        out[f"{target}_gauc_users"] = result.gauc_users
+        out[f"{target}_fallback"] = 0
+        out[f"{target}_unreachable"] = 0
+    return out
+
+
 def train_run(
     config: RunConfig,
     out: str | Path,
@@ -262,6 +383,7 @@ def train_run(
     folder and evaluates, the others train with it and return a result without metrics.
     """
     out = Path(out)
+    config = config.resolved()
     main = distributed.is_main_process()
     if main and out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
@@ -269,12 +391,18 @@ def train_run(
         raise ConfigError(f"--out {out} already exists and is not empty (use a new folder, or --resume to continue)")
     resolve_device(config.device, "device")
     model = create_model(config.model, config.params)  # validates hyperparameters before any work
+    if getattr(model, "needs_item_features", False) and not config.data.items_path:
+        raise ConfigError(f"model {config.model!r} needs item features: pass --items FILE (none was given)")
     data = load_data(config, run=out if resume else None)
+    if getattr(model, "needs_item_features", False):
+        model.set_item_features(data.features)  # type: ignore[attr-defined]
     if resume and config.data.sha256 and data.fingerprint != config.data.sha256:
         raise ConfigError(
             f"--resume {out}: the data changed since the run started ({config.data.path}: sha256 "
             f"{data.fingerprint[:12]}..., the run recorded {config.data.sha256[:12]}...); start a new run instead"
         )
+    if data.features is not None or data.user_features is not None:
+        model.set_features(data.features, data.user_features)
     if on_data_loaded is not None:
         on_data_loaded(data)
     if not main:
@@ -316,6 +444,8 @@ def _absolute_spec(spec: DataSpec, out: Path, fingerprint: str) -> DataSpec:
         update.update(path=str(Path(spec.path).resolve()), path_from_run=rel(spec.path))
     if spec.items_path and Path(spec.items_path).is_file():
         update.update(items_path=str(Path(spec.items_path).resolve()), items_from_run=rel(spec.items_path))
+    if spec.users_path and Path(spec.users_path).is_file():
+        update.update(users_path=str(Path(spec.users_path).resolve()), users_from_run=rel(spec.users_path))
     if spec.item_id_map and Path(spec.item_id_map).is_file():
         update["item_id_map"] = str(Path(spec.item_id_map).resolve())
     return spec.model_copy(update=update)
@@ -362,11 +492,14 @@ def _fit_and_write(
     model.save(out)
     if data.features is not None:
         data.features.save(out / ITEM_FEATURES_JSON)
+    if data.user_features is not None:
+        data.user_features.save(out / USER_FEATURES_JSON)
     info = dict(model.train_info_)
     # a resumed run's trainer restores the rows of the epochs before the interruption
     history = list(getattr(model, "history_", None) or history)
     summary = {
         "model": config.model,
+        "task": config.task,
         "dataset": _dataset_info(config, data),
         "split": config.split,
         "protocol": metrics.pop("protocol"),
@@ -383,12 +516,24 @@ def _fit_and_write(
             "valid": metrics.get("valid_unreachable", 0),
             "test": metrics.get("test_unreachable", 0),
         },
+        **_ctr_counts(metrics),
     }
+    summary.update(_ctr_counts(metrics))
     write_json(out / METRICS_JSON, summary)
     if not history:
         history = [{"epoch": 1, "loss": None, "seconds": round(train_seconds, 3)}]
     write_history(out / HISTORY_CSV, history)
     return RunResult(out, model, summary, history)
+
+
+def _ctr_counts(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Task ctr's extra metrics.json keys: impressions and GAUC users per target (empty for ranking)."""
+    if not any(k.endswith("_impressions") for k in metrics):
+        return {}
+    return {
+        "impressions": {t: metrics.get(f"{t}_impressions", 0) for t in ("valid", "test")},
+        "gauc_users": {t: metrics.get(f"{t}_gauc_users", 0) for t in ("valid", "test")},
+    }
 
 
 def _training_options(
@@ -511,6 +656,16 @@ def load_run_features(run: str | Path) -> Any | None:
     return ItemFeatures.load(path)
 
 
+def load_run_user_features(run: str | Path) -> Any | None:
+    """The :class:`~attnrec.data.features.UserFeatures` saved in a run folder (``None`` without ``--users``)."""
+    path = Path(run) / USER_FEATURES_JSON
+    if not path.is_file():
+        return None
+    from attnrec.data.features import UserFeatures
+
+    return UserFeatures.load(path)
+
+
 def reevaluate_run(
     run: str | Path,
     *,
@@ -518,6 +673,7 @@ def reevaluate_run(
     progress: ProgressCallback | None = None,
     data_path: str | Path | None = None,
     items_path: str | Path | None = None,
+    users_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Re-create the split of a run (checking the data fingerprint) and evaluate its saved model again.
 
@@ -538,6 +694,10 @@ def reevaluate_run(
         if not Path(items_path).is_file():
             raise ConfigError(f"--items {items_path}: file not found")
         update.update(items_path=str(items_path), items_from_run=None)
+    if users_path is not None:
+        if not Path(users_path).is_file():
+            raise ConfigError(f"--users {users_path}: file not found")
+        update.update(users_path=str(users_path), users_from_run=None)
     if update:
         config = config.model_copy(update={"data": config.data.model_copy(update=update)})
     data = load_data(config, run=run)
@@ -547,9 +707,11 @@ def reevaluate_run(
             f"{data.fingerprint[:12]}..., run recorded {config.data.sha256[:12]}...)"
         )
     # evaluation must use the split's histories, not the full histories saved for recommending
+    config = config.resolved()
     metrics = evaluate_split(model, data.split, config, ks=ks, progress=progress)
     return {
         "model": config.model,
+        "task": config.task,
         "dataset": _dataset_info(config, data),
         "split": config.split,
         "protocol": metrics.pop("protocol"),

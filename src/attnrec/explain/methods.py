@@ -7,6 +7,8 @@ method          needs                                          item-specific
 ``rollout-grad`` transformer maps + input embeddings            yes: rollout x gradient x input
 ``rollout``     transformer ``attention_maps``                 no: what the history emphasises
 ``attention``   recurrent ``attention_weights``                no: the attention of the last state
+``target-attention`` ``target_attention`` (NAIS)               yes: the item's attention over the history
+``attributes``  ``attribute_contributions`` (content)          yes: shared attributes (``item_attribute``)
 =============== ============================================== ===============================================
 
 A model explains when its class sets ``supports_explain = True``. Its default method is its class attribute
@@ -29,6 +31,7 @@ from attnrec.explain.base import ExplainError, Explanation, PositionExplainer
 from attnrec.explain.occlusion import OcclusionExplainer, OcclusionSearchExplainer
 from attnrec.explain.recurrent import AttentionWeightsExplainer
 from attnrec.explain.rollout import RolloutExplainer, RolloutGradExplainer
+from attnrec.explain.target import AttributeExplainer, TargetAttentionExplainer
 
 METHODS: Mapping[str, PositionExplainer] = MappingProxyType(
     {
@@ -39,12 +42,22 @@ METHODS: Mapping[str, PositionExplainer] = MappingProxyType(
             RolloutGradExplainer(),
             RolloutExplainer(),
             AttentionWeightsExplainer(),
+            TargetAttentionExplainer(),
+            AttributeExplainer(),
         )
     }
 )
 """Every explanation method by name (read-only)."""
 
-PREFERENCE: tuple[str, ...] = ("occlusion-search", "occlusion", "rollout-grad", "rollout", "attention")
+PREFERENCE: tuple[str, ...] = (
+    "occlusion-search",
+    "occlusion",
+    "rollout-grad",
+    "rollout",
+    "attention",
+    "target-attention",
+    "attributes",
+)
 """Order in which a model's default method is chosen (the first that applies)."""
 
 
