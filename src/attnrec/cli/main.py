@@ -190,7 +190,8 @@ def train(
         return
     _print_metrics_table(
         {run_config.model: result.metrics},
-        title=f"{run_config.model}: {result.metrics['protocol']} ranking, {run_config.split} (± = 95% CI half-width)",
+        title=f"{run_config.model}: {_protocol_text(result.metrics)}, {result.metrics['split']} "
+        "(± = 95% CI half-width)",
     )
     out_console.print(f"run folder: {result.out}")
 
@@ -323,9 +324,18 @@ def _first_error(exc: ValueError) -> str:
         err = errors()[0]
         names = [str(p) for p in err.get("loc", ()) if not str(p).isdigit()]
         field = names[-1] if names else "value"
-        field = {"path": "data", "items_path": "items", "item_id_map": "item-map"}.get(field, field)
+        field = {"path": "data", "items_path": "items", "item_id_map": "item-map", "users_path": "users"}.get(
+            field, field
+        )
         return f"--{field.replace('_', '-')}: {err['msg']}; got {err.get('input')!r}"
     return str(exc)
+
+
+def _protocol_text(metrics: dict[str, Any]) -> str:
+    """``full ranking`` / ``sampled-100 ranking`` / ``click prediction (pointwise)``."""
+    if metrics.get("task") == "ctr":
+        return "click prediction (pointwise)"
+    return f"{metrics['protocol']} ranking"
 
 
 def _print_metrics_table(rows: dict[str, dict[str, Any]], *, title: str, target: str = "test") -> None:
@@ -365,6 +375,12 @@ def _print_metrics_table(rows: dict[str, dict[str, Any]], *, title: str, target:
                     f"{unreachable:,} targets already in the history were unreachable (counted as misses; "
                     "--keep-seen ranks seen items)"
                 )
+            impressions = metrics.get("impressions", {}).get(t)
+            if impressions:
+                notes.append(
+                    f"{impressions:,} impressions of {metrics.get('users_evaluated', {}).get(t, 0):,} users; gauc "
+                    f"over the {metrics.get('gauc_users', {}).get(t, 0):,} users with clicks and non-clicks"
+                )
             if notes:
                 out_console.print(f"{t}: " + "; ".join(notes), highlight=False, soft_wrap=True)
         return
@@ -377,6 +393,8 @@ def _print_metrics_table(rows: dict[str, dict[str, Any]], *, title: str, target:
         if first_k:
             break
     columns = [f"{m}@{first_k}" for m in ("hr", "ndcg", "mrr", "coverage")] if first_k else []
+    if not columns:
+        columns = [m for m in ("auc", "gauc", "logloss") if any(m in r.get(target, {}) for r in rows.values())]
     table = Table(title=title)
     table.add_column("model")
     for col in columns:
@@ -399,6 +417,7 @@ def evaluate(
         Path | None, typer.Option(help="The run's log at a new place (its sha256 must match the run's).")
     ] = None,
     items: Annotated[Path | None, typer.Option("--items", help="The run's --items file at a new place.")] = None,
+    users: Annotated[Path | None, typer.Option("--users", help="The run's --users file at a new place.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Re-evaluate a run folder on its validation and test splits (the data is re-read and checked)."""
@@ -407,12 +426,17 @@ def evaluate(
 
     with RichProgress(err_console, enabled=not (quiet or json_out)) as progress:
         metrics = reevaluate_run(
-            run, ks=None if k is None else parse_ks(k), progress=progress, data_path=data, items_path=items
+            run,
+            ks=None if k is None else parse_ks(k),
+            progress=progress,
+            data_path=data,
+            items_path=items,
+            users_path=users,
         )
     if json_out:
         sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
         return
-    _print_metrics_table({metrics["model"]: metrics}, title=f"{run}: {metrics['protocol']} ranking")
+    _print_metrics_table({metrics["model"]: metrics}, title=f"{run}: {_protocol_text(metrics)}")
 
 
 @app.command()

@@ -67,7 +67,58 @@ ItemMap = Annotated[
     Path | None,
     typer.Option(help="Two-column 'log_id original_id' file joining --data ids to --items ids.", rich_help_panel=DATA),
 ]
-SplitName = Annotated[str, typer.Option(help="leave-one-out | temporal | ratio.", rich_help_panel=SPLIT)]
+UsersPath = Annotated[
+    Path | None,
+    typer.Option(
+        "--users", help="User side information (users.dat, u.user, CSV/TSV/Parquet columns).", rich_help_panel=DATA
+    ),
+]
+UsersFormat = Annotated[str | None, typer.Option(help="Force the --users format.", rich_help_panel=DATA)]
+UsersIdCol = Annotated[
+    str | None,
+    typer.Option(
+        help="User id column of --users (default: the log's user column, else user_id).", rich_help_panel=DATA
+    ),
+]
+FieldKind = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--field-kind",
+        help="Kind of a column of a --items/--users table: [items:|users:]NAME=categorical|multi|numeric|text "
+        "(repeatable; without a prefix it applies to the table that has the column).",
+        rich_help_panel=DATA,
+    ),
+]
+ColdItems = Annotated[
+    bool,
+    typer.Option(
+        "--cold-items/--no-cold-items",
+        help="Add the --items entries without events to the catalogue (scored, recommended and served).",
+        rich_help_panel=DATA,
+    ),
+]
+Task = Annotated[
+    str | None,
+    typer.Option(help="ranking | ctr (click prediction on labelled impressions). Default: the model's task."),
+]
+Labels = Annotated[
+    str,
+    typer.Option(
+        help="Task ctr: labels from 'ratings' (>= --label-threshold), 'sampled' negatives, or 'auto'.",
+        rich_help_panel=SPLIT,
+    ),
+]
+LabelThreshold = Annotated[float, typer.Option(help="Task ctr: ratings >= this are positive.", rich_help_panel=SPLIT)]
+LabelNegatives = Annotated[
+    int, typer.Option(help="Task ctr without ratings: sampled negatives per positive.", rich_help_panel=SPLIT)
+]
+SplitName = Annotated[
+    str | None,
+    typer.Option(
+        help="leave-one-out | temporal | ratio | random. Default: leave-one-out (ranking), random (ctr).",
+        rich_help_panel=SPLIT,
+    ),
+]
 TestFrac = Annotated[float, typer.Option(help="Test fraction (temporal/ratio).", rich_help_panel=SPLIT)]
 ValidFrac = Annotated[float, typer.Option(help="Validation fraction (temporal/ratio).", rich_help_panel=SPLIT)]
 MinUser = Annotated[int, typer.Option(help="k-core: minimum events per user.", rich_help_panel=SPLIT)]
@@ -135,6 +186,31 @@ def parse_ks(text: str) -> tuple[int, ...]:
     return ks
 
 
+def parse_field_kinds(specs: list[str] | None, items: Path | None, users: Path | None) -> dict[str, Any]:
+    """``--field-kind [items:|users:]NAME=KIND`` values as ``{"items_kinds": {...}, "users_kinds": {...}}``.
+
+    Without a prefix the kind goes to the only feature file given (an error when both are given)."""
+    out: dict[str, dict[str, str]] = {}
+    for spec in specs or []:
+        target, sep, rest = spec.partition(":")
+        if not sep or target not in ("items", "users"):
+            target, rest = "", spec
+        name, eq, kind = rest.partition("=")
+        if not eq or not name.strip() or not kind.strip():
+            raise ConfigError(f"--field-kind expects [items:|users:]NAME=KIND; got {spec!r}")
+        if not target:
+            given = [t for t, p in (("items", items), ("users", users)) if p is not None]
+            if len(given) != 1:
+                raise ConfigError(
+                    f"--field-kind {spec!r}: say which table it is for (items:{rest} or users:{rest})"
+                    if given
+                    else f"--field-kind {spec!r} needs --items or --users"
+                )
+            target = given[0]
+        out.setdefault(f"{target}_kinds", {})[name.strip()] = kind.strip()
+    return out
+
+
 @dataclass(frozen=True)
 class LogOptions:
     """The values of the shared options, as one object handed to the command (see :func:`with_log_options`)."""
@@ -152,7 +228,16 @@ class LogOptions:
     items_format: str | None = None
     items_id_col: str | None = None
     item_map: Path | None = None
-    split: str = "leave-one-out"
+    users: Path | None = None
+    users_format: str | None = None
+    users_id_col: str | None = None
+    field_kind: list[str] | None = None
+    cold_items: bool = False
+    task: str | None = None
+    labels: str = "auto"
+    label_threshold: float = 4.0
+    label_negatives: int = 4
+    split: str | None = None
     test_frac: float = 0.1
     valid_frac: float = 0.1
     min_user_interactions: int = 0
@@ -185,11 +270,20 @@ class LogOptions:
             "items_format": self.items_format,
             "items_id_col": self.items_id_col,
             "item_id_map": None if self.item_map is None else str(self.item_map),
+            "users_path": None if self.users is None else str(self.users),
+            "users_format": self.users_format,
+            "users_id_col": self.users_id_col,
+            "cold_items": self.cold_items,
+            **parse_field_kinds(self.field_kind, self.items, self.users),
         }
 
     def run_settings(self) -> dict[str, Any]:
         """The ``RunConfig`` fields other than model, params and data."""
         return {
+            "task": self.task,
+            "labels": self.labels,
+            "label_threshold": self.label_threshold,
+            "label_negatives": self.label_negatives,
             "split": self.split,
             "test_frac": self.test_frac,
             "valid_frac": self.valid_frac,
@@ -219,6 +313,15 @@ _OPTION_TYPES: dict[str, Any] = {
     "items_format": ItemsFormat,
     "items_id_col": ItemsIdCol,
     "item_map": ItemMap,
+    "users": UsersPath,
+    "users_format": UsersFormat,
+    "users_id_col": UsersIdCol,
+    "field_kind": FieldKind,
+    "cold_items": ColdItems,
+    "task": Task,
+    "labels": Labels,
+    "label_threshold": LabelThreshold,
+    "label_negatives": LabelNegatives,
     "split": SplitName,
     "test_frac": TestFrac,
     "valid_frac": ValidFrac,
