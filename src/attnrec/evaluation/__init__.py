@@ -1,6 +1,7 @@
 """Evaluation: full-ranking and sampled protocols, top-k / rating / CTR metrics, confidence intervals and paired
 significance tests. Definitions and rules: ``docs/evaluation.md``."""
 
+from attnrec.evaluation.ctr import CTR_METRICS, CTRResult, bootstrap_ctr, evaluate_ctr, gauc
 from attnrec.evaluation.metrics import (
     RANKING_METRICS,
     auc,
@@ -22,12 +23,17 @@ from attnrec.evaluation.protocol import (
 from attnrec.evaluation.stats import mean_confidence_interval, paired_test
 
 __all__ = [
+    "CTR_METRICS",
     "RANKING_METRICS",
+    "CTRResult",
     "EvaluationResult",
     "auc",
+    "bootstrap_ctr",
     "evaluate",
+    "evaluate_ctr",
     "evaluate_interactions",
     "evaluate_ratings",
+    "gauc",
     "logloss",
     "mae",
     "mean_confidence_interval",
