@@ -92,7 +92,10 @@ class NAISNet(nn.Module):
         """Attention logits ``f``: ``hp`` ``(B, L, D)`` history embeddings, ``tq`` ``(B, T, D)`` target embeddings
         -> ``(B, T, L)``."""
         if self.attention == "prod":
-            z = self.w(tq.unsqueeze(2) * hp.unsqueeze(1))  # (B, T, L, K)
+            # W (p_j * q_i) = (W * q_i) p_j: one batched matmul (B, L, D) x (B, D, T * K), no (B, T, L, D) tensor
+            b, t, d = tq.shape
+            wq = (tq.unsqueeze(2) * self.w.weight).reshape(b, t * self.w.out_features, d)
+            z = torch.matmul(hp, wq.transpose(1, 2)).reshape(b, hp.shape[1], t, -1).transpose(1, 2) + self.w.bias
         else:
             d = hp.shape[-1]
             wp = F.linear(hp, self.w.weight[:, :d])  # (B, L, K)
