@@ -60,7 +60,7 @@ class NAISConfig(NeuralConfig):
     item_bias: bool = Field(True, description="Learn an item bias b_i.")
     init_std: float = Field(0.01, gt=0, description="Standard deviation of the initial embeddings (the paper's).")
     valid_users: int | None = Field(
-        2000, ge=1, description="Validation ranks this many random users (None: all); full ranking costs O(n x items)."
+        1000, ge=1, description="Validation ranks this many random users (None: all); full ranking costs O(n x items)."
     )
     lr: float = Field(2e-3, gt=0, description="Peak AdamW learning rate.")
     batch_size: int = Field(2048, ge=1, description="(user, candidate) training examples per step.")
@@ -95,7 +95,8 @@ class NAISNet(nn.Module):
             # W (p_j * q_i) = (W * q_i) p_j: one batched matmul (B, L, D) x (B, D, T * K), no (B, T, L, D) tensor
             b, t, d = tq.shape
             wq = (tq.unsqueeze(2) * self.w.weight).reshape(b, t * self.w.out_features, d)
-            z = torch.matmul(hp, wq.transpose(1, 2)).reshape(b, hp.shape[1], t, -1).transpose(1, 2) + self.w.bias
+            z = torch.matmul(hp, wq.transpose(1, 2)).reshape(b, hp.shape[1], t, -1) + self.w.bias  # (B, L, T, K)
+            return self.h(torch.relu(z)).squeeze(-1).transpose(1, 2)  # type: ignore[no-any-return]
         else:
             d = hp.shape[-1]
             wp = F.linear(hp, self.w.weight[:, :d])  # (B, L, K)
