@@ -140,4 +140,6 @@ class _TrialLines:
             parts.append(" ".join(f"{k}={_short(v)}" for k, v in row["params"].items()))
         if row["seconds"] is not None:
             parts.append(f"{row['seconds']:.1f} s")
-        self.console.print(": ".join(parts[:2]) + ("; " + "; ".join(parts[2:]) if parts[2:] else ""), highlight=False)
+        self.console.print(
+            ": ".join(parts[:2]) + ("; " + "; ".join(parts[2:]) if parts[2:] else ""), highlight=False, soft_wrap=True
+        )

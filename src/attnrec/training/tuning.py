@@ -256,24 +256,26 @@ def _open_study(out: Path, name: str, direction: Literal["maximize", "minimize"]
 
 
 def _recover(study: optuna.Study) -> int:
-    """Mark trials left running by a killed process (and trials interrupted by Ctrl-C) failed, and queue each
-    once again with the same values. Returns how many were queued."""
+    """Mark trials left running by a killed process failed (``interrupted``), and queue each interrupted trial
+    (killed, or stopped by Ctrl-C) once again with the same values. Returns how many were queued."""
     from optuna.trial import TrialState
 
     storage = study._storage
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
     queued = 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.FAIL)):
-        attrs = trial.user_attrs
-        if trial.state == TrialState.RUNNING:
+    for trial in trials:
+        if trial.state == TrialState.RUNNING:  # attributes can only be set before the trial is finished
+            storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        elif "fit_error" in attrs or attrs.get("retried"):
+        elif not (trial.state == TrialState.FAIL and trial.user_attrs.get("interrupted")):
             continue
-        storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
-        storage.set_trial_user_attr(trial._trial_id, "retried", True)
-        retry = {k: v for k, v in attrs.items() if k in ("default", "default_params")}
+        if trial.number in retried:
+            continue
+        again = {k: v for k, v in trial.user_attrs.items() if k in ("default", "default_params")}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            study.enqueue_trial(dict(trial.params), user_attrs={**retry, "retry_of": trial.number})
+            study.enqueue_trial(dict(trial.params), user_attrs={**again, "retry_of": trial.number})
         queued += 1
     return queued
 
@@ -397,6 +399,13 @@ class _Objective:
         self.ks = (int(k),) if k else run_config.ks
 
     def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt:  # optuna marks the trial failed and re-raises; the next run retries it
+            trial.set_user_attr("interrupted", True)
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float:
         from attnrec.registry import create_model
         from attnrec.runs import evaluate_split
 
