@@ -43,7 +43,7 @@ class ContentConfig(ModelConfig):
         "recency", description="Weights of the history items in the profile: recency decay or 1 each."
     )
     half_life: float = Field(
-        20.0, gt=0, description="Recency profile: an item this many events old counts half as much as the last."
+        5.0, gt=0, description="Recency profile: an item this many events old counts half as much as the last."
     )
     min_df: int = Field(1, ge=1, description="Tokens carried by fewer items are dropped.")
 
