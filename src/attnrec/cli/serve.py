@@ -27,6 +27,7 @@ def serve_command(
     log_level: str = "info",
     access_log: bool = False,
     device: str = "auto",
+    compare: Path | None = None,
 ) -> None:
     """Validate the options, then serve ``run_dir`` on ``host:port`` until interrupted.
 
@@ -52,11 +53,14 @@ def serve_command(
         rate_burst=rate_burst,
         torch_threads=torch_threads,
         device=device,
+        compare_run_dir=compare,
         handle_sighup=True,
         load_in_background=True,
     )
     check_bind(host, settings)
     check_run_folder(settings.run_dir)
+    if settings.compare_run_dir is not None:
+        check_run_folder(settings.compare_run_dir)
     if torch_threads is not None:
         import torch
 
@@ -101,6 +105,10 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
         device: Annotated[
             str, typer.Option(help="Where the model scores: auto (the GPU when there is one) | cpu | cuda | cuda:N.")
         ] = "auto",
+        compare: Annotated[
+            Path | None,
+            typer.Option(help="A second run folder shown beside RUN on the web page's compare view (/web/compare)."),
+        ] = None,
     ) -> None:
         """Serve real-time recommendations over HTTP: events in, fresh recommendations out (docs/serving.md)."""
         serve_command(
@@ -115,4 +123,5 @@ def register(app: typer.Typer, handle_errors: Callable[[Any], Any]) -> None:
             log_level=log_level,
             access_log=access_log,
             device=device,
+            compare=compare,
         )

@@ -2,8 +2,9 @@
 
 Endpoints (shapes in ``docs/contracts.md`` and ``docs/serving.md``): ``GET /health``, ``GET /ready``, ``POST /events``,
 ``GET /users/{user_id}/history``, ``GET /users/{user_id}/recommendations``, ``POST /recommendations``,
-``POST /admin/reload``, ``GET /metrics`` and the OpenAPI schema at ``/openapi.json`` with its browsers ``/docs``
-(Swagger UI) and ``/redoc``, whose JavaScript and CSS are served from ``/docs-assets`` (files shipped by the
+``POST /admin/reload``, ``GET /metrics``, the web page for people at ``/`` and ``/web/...``
+(:mod:`attnrec.serving.web`) and the OpenAPI schema at ``/openapi.json`` with its browsers ``/docs`` (Swagger UI)
+and ``/redoc``, whose JavaScript and CSS are served from ``/docs-assets`` (files shipped by the
 ``fastapi-offline`` package), so the pages work without internet access.
 """
 
@@ -52,6 +53,7 @@ from attnrec.serving.schemas import (
 from attnrec.serving.service import ModelNotReadyError, RecommendationService
 from attnrec.serving.settings import ServeSettings
 from attnrec.serving.store import StoreUnavailableError
+from attnrec.serving.web import install_web
 
 log = logging.getLogger("attnrec.serving")
 
@@ -324,6 +326,7 @@ def create_app(settings: ServeSettings, *, service: RecommendationService | None
 
     read, write, admin = Depends(require("read")), Depends(require("write")), Depends(require("admin"))
     _install_docs(app)
+    install_web(app, service)  # the web page for people: / and /web/... (docs/serving.md, "Web page")
 
     @app.get("/health", response_model=StatusResponse, tags=["operations"])
     def health() -> StatusResponse:

@@ -26,6 +26,11 @@ class ServeSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     run_dir: Path = Field(description="Run folder holding model.json, model.safetensors and vocab.json.")
+    compare_run_dir: Path | None = Field(
+        None,
+        description="A second run folder shown beside the served one on the web page's compare view "
+        "(read-only: the JSON API always answers with the served model).",
+    )
     db: str | None = Field(
         None,
         description="Event store: 'sqlite:///PATH', a plain file path, or 'postgresql://...'. "
@@ -77,6 +82,11 @@ class ServeSettings(BaseModel):
     @classmethod
     def _abs(cls, value: Path) -> Path:
         return Path(value).expanduser().resolve()
+
+    @field_validator("compare_run_dir")
+    @classmethod
+    def _abs_or_none(cls, value: Path | None) -> Path | None:
+        return None if value is None else Path(value).expanduser().resolve()
 
     @property
     def db_url(self) -> str:
