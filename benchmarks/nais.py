@@ -56,7 +56,11 @@ def run_trained(
     if getattr(model, "needs_item_features", False):
         model.set_item_features(features)  # type: ignore[attr-defined]
     start = time.perf_counter()
-    model.fit(split.train, split.valid, options=TrainingOptions(seed=seed, threads=threads))
+
+    def log(row: dict[str, Any]) -> None:
+        print(f"  {name} seed {seed}: " + json.dumps(row, default=str), file=sys.stderr, flush=True)
+
+    model.fit(split.train, split.valid, options=TrainingOptions(seed=seed, threads=threads, log=log))
     train_seconds = time.perf_counter() - start
     history = list(getattr(model, "history_", []) or [])
     epoch_seconds = [float(r["seconds"]) for r in history if "seconds" in r]
