@@ -146,3 +146,15 @@ def test_times_must_match_the_histories() -> None:
     hists, times, _ = probes(model, n=2)
     with pytest.raises(ConfigError, match=r"times\[1\] has 3 values for a history of 4 items"):
         model.scores_with_fallback(np.zeros(2, dtype=np.int64), hists, [times[0], times[1][:3]])
+
+
+def test_a_fusion_passes_the_times_to_its_members_with_time_inputs() -> None:
+    sasrec = dict(TINY, time_inputs=True, num_layers=1)
+    fusion = create_model(
+        "fusion",
+        {"members": [{"model": "sasrec", "params": sasrec}, {"model": "popularity"}], "weights": [0.9, 0.1]},
+    ).fit(Interactions.from_frame(timed_log()), options=TrainingOptions(seed=0, threads=1))
+    assert fusion.uses_time
+    hists, times, want_b = probes(fusion)
+    assert accuracy(fusion, hists, times, want_b) >= 0.9
+    assert accuracy(fusion, hists, None, want_b) == pytest.approx(0.5)

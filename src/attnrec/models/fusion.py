@@ -271,6 +271,7 @@ class Fusion(Recommender):
     def _set_members(self, members: list[Recommender]) -> None:
         self.members_ = members
         self.uses_history = any(m.uses_history for m in members)  # type: ignore[misc]
+        self.uses_time = any(m.uses_time for m in members)  # members with time inputs get the event times
 
     def _tune(
         self, train: Interactions, valid: Interactions, options: TrainingOptions
@@ -285,6 +286,7 @@ class Fusion(Recommender):
             valid = valid.with_vocabularies(self.users_, self.items_)
         users = valid.active_users().astype(np.int64)
         h_off, h_items = train.sequence_offsets(), train.item_idx
+        h_times = train.timestamp if self.uses_time else None
         v_off, v_items = valid.sequence_offsets(), valid.item_idx
         C = self.num_items + 1
         totals = np.zeros(len(grid))
@@ -293,7 +295,8 @@ class Fusion(Recommender):
         for start in range(0, len(users), batch):
             chunk = users[start : start + batch]
             hists = [h_items[h_off[u] : h_off[u + 1]] for u in chunk.tolist()]
-            normed, ok = self._member_rows(chunk, hists)
+            times = None if h_times is None else [h_times[h_off[u] : h_off[u + 1]] for u in chunk.tolist()]
+            normed, ok = self._member_rows(chunk, hists, times)
             seen_rows = np.repeat(np.arange(len(chunk)), [len(h) for h in hists])
             seen_cols = np.concatenate(hists) if hists else np.zeros(0, dtype=np.int64)
             targets = [np.unique(v_items[v_off[u] : v_off[u + 1]]) for u in chunk.tolist()]
@@ -327,12 +330,13 @@ class Fusion(Recommender):
 
     # ------------------------------------------------------------------ scoring
     def _member_rows(
-        self, user_idx: np.ndarray, histories: Sequence[np.ndarray]
+        self, user_idx: np.ndarray, histories: Sequence[np.ndarray], times: Sequence[np.ndarray] | None = None
     ) -> tuple[list[np.ndarray], np.ndarray]:
-        """Each member's normalised scores and which rows it can score (``(members, B)`` bool)."""
+        """Each member's normalised scores and which rows it can score (``(members, B)`` bool); ``times`` reach
+        the members with time inputs."""
         normed, ok = [], []
         for member in self.members_:
-            scores, fallback = member.scores_with_fallback(user_idx, histories)
+            scores, fallback = member.scores_with_fallback(user_idx, histories, times)
             normed.append(normalise(scores, self.config.normalisation, self.config.rrf_k))
             ok.append(~fallback)
         return normed, np.asarray(ok, dtype=bool).reshape(len(self.members_), len(user_idx))
@@ -346,9 +350,11 @@ class Fusion(Recommender):
             out |= own & Recommender.can_personalise(member, user_idx, histories)
         return out
 
-    def score_indices(self, user_idx: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+    def score_indices(
+        self, user_idx: np.ndarray, histories: Sequence[np.ndarray], times: Sequence[np.ndarray] | None = None
+    ) -> np.ndarray:
         assert self.weights_ is not None
-        normed, ok = self._member_rows(np.asarray(user_idx, dtype=np.int64), histories)
+        normed, ok = self._member_rows(np.asarray(user_idx, dtype=np.int64), histories, times)
         out = blend(normed, ok, self.weights_).astype(np.float32)
         out[:, 0] = -np.inf
         return out
