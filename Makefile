@@ -21,13 +21,17 @@ demo: $(STAMP)
 
 # The event-store tests need a PostgreSQL server: .ci/setup-postgres.sh installs Debian's package and starts
 # one on 127.0.0.1 (log in .venv/postgres-setup.log). Without it they skip locally and fail under CI=true.
+# The browser tests (tests/browser) need Debian's chromium: .ci/setup-browser.sh installs it the same way.
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
 	@dsn="$${ATTNREC_TEST_POSTGRES_DSN:-$$(bash .ci/setup-postgres.sh 2>$(VENV)/postgres-setup.log)}"; \
 	if [ -z "$$dsn" ]; then echo "PostgreSQL unavailable (see $(VENV)/postgres-setup.log)"; fi; \
 	echo "ATTNREC_TEST_POSTGRES_DSN=$$dsn"; \
-	ATTNREC_TEST_POSTGRES_DSN="$$dsn" $(VENV)/bin/pytest
+	chromium="$${ATTNREC_CHROMIUM:-$$(bash .ci/setup-browser.sh 2>$(VENV)/browser-setup.log)}"; \
+	if [ -z "$$chromium" ]; then echo "Chromium unavailable (see $(VENV)/browser-setup.log)"; fi; \
+	echo "ATTNREC_CHROMIUM=$$chromium"; \
+	ATTNREC_TEST_POSTGRES_DSN="$$dsn" ATTNREC_CHROMIUM="$$chromium" $(VENV)/bin/pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
