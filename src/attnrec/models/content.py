@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,6 +29,7 @@ from attnrec.data.vocab import IdVocabulary
 from attnrec.errors import ConfigError
 from attnrec.models._history import csr_from_state, csr_state
 from attnrec.training.options import TrainingOptions
+from attnrec.training.search_space import Choice, FloatRange, SearchSpace
 
 CITATION = "Pazzani & Billsus. Content-Based Recommendation Systems. The Adaptive Web, LNCS 4321, 2007."
 
@@ -46,6 +47,13 @@ class ContentConfig(ModelConfig):
         5.0, gt=0, description="Recency profile: an item this many events old counts half as much as the last."
     )
     min_df: int = Field(1, ge=1, description="Tokens carried by fewer items are dropped.")
+
+    search_space: ClassVar[SearchSpace] = {
+        "profile": Choice(("recency", "uniform")),
+        "half_life": FloatRange(1.0, 100.0, log=True),
+        "title_words": Choice((True, False)),
+    }
+    """What `attnrec tune` searches (docs/training.md, "Hyperparameter search")."""
 
 
 def item_tokens(features: ItemFeatures, items: IdVocabulary, *, title_words: bool) -> tuple[sp.csr_matrix, list[str]]:

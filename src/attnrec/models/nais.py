@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from attnrec.data.interactions import Interactions
 from attnrec.training.neural import NeuralConfig, NeuralRecommender
+from attnrec.training.search_space import Choice, FloatRange, SearchSpace
 from attnrec.training.trainer import BatchFn, LossFn, ValidateFn
 
 CITATION = (
@@ -67,6 +68,14 @@ class NAISConfig(NeuralConfig):
     epochs: int = Field(40, ge=1, description="Maximum training epochs.")
     patience: int = Field(3, ge=0, description="Stop after this many validations without improvement.")
     eval_batch_size: int = Field(64, ge=1, description="Users scored at once at inference.")
+
+    search_space: ClassVar[SearchSpace] = {
+        "embed_dim": Choice((16, 32, 64)),
+        "beta": FloatRange(0.1, 1.0),
+        "lr": FloatRange(3e-4, 1e-2, log=True),
+        "weight_decay": FloatRange(1e-6, 1e-1, log=True),
+    }
+    """What `attnrec tune` searches (docs/training.md, "Hyperparameter search")."""
 
 
 class NAISNet(nn.Module):
