@@ -7,7 +7,7 @@ One study per folder (``--out DIR``):
   rerun of the same command resumes it and a changed command is refused instead of mixing studies.
 * ``best.toml``: the best configuration as a file ``attnrec train --config`` reads (fixed + searched values).
 * ``summary.json`` and ``trials.csv``: what was searched, each trial, the best and the default trial.
-* ``history.png`` and ``importances.png``: the search (values per trial with the best so far; fANOVA parameter
+* ``history.png`` and ``importances.png``: the search (values per trial with the best so far; PED-ANOVA parameter
   importances from :func:`optuna.importance.get_param_importances`).
 * ``final-trial-N/``: the best configuration trained once as a normal run folder; its test metrics are the only
   test numbers the search ever computes.
@@ -612,16 +612,18 @@ def write_trials_csv(path: Path, study: optuna.Study) -> None:
 
 def plot_study(study: optuna.Study, out: Path, metric: str) -> dict[str, str]:
     """Write ``history.png`` (value per trial, pruned trials at their last reported value, the best so far)
-    and ``importances.png`` (fANOVA importances; skipped, with the reason, when fewer than two complete trials
+    and ``importances.png`` (PED-ANOVA importances; skipped, with the reason, when fewer than two complete trials
     vary the parameters). Returns ``{plot: file name or "skipped: why"}``."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    # object-oriented Figures with their own Agg canvas: no pyplot, the caller's backend and figures are untouched
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     maximise = study.direction.name == "MAXIMIZE"
     done: dict[str, str] = {}
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    fig = Figure(figsize=(7, 4), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     best_x: list[int] = []
     best_y: list[float] = []
     best: float | None = None
@@ -641,20 +643,21 @@ def plot_study(study: optuna.Study, out: Path, metric: str) -> dict[str, str]:
     ax.scatter([], [], marker="*", color="tab:orange", label="default configuration")
     ax.scatter([], [], marker="x", color="grey", label="pruned (last validation)")
     ax.set_xlabel("trial")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(f"validation {metric}")
     ax.set_title(f"{study.study_name}: optimisation history")
     ax.legend(loc="lower right" if maximise else "upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(out / HISTORY_PNG)
-    plt.close(fig)
     done["history"] = HISTORY_PNG
     try:
         import optuna
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            importances = optuna.importance.get_param_importances(study)
-    except (RuntimeError, ValueError, ZeroDivisionError) as exc:
+            evaluator = optuna.importance.PedAnovaImportanceEvaluator()  # numpy only (fANOVA needs sklearn)
+            importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except (ImportError, RuntimeError, ValueError, ZeroDivisionError) as exc:
         importances, why = {}, str(exc)
     else:
         why = "fewer than two complete trials with every parameter"
@@ -663,13 +666,14 @@ def plot_study(study: optuna.Study, out: Path, metric: str) -> dict[str, str]:
         done["importances"] = f"skipped: {why}"
         return done
     names = list(importances)[::-1]
-    fig, ax = plt.subplots(figsize=(6, 0.5 * len(names) + 1.5), dpi=110)
+    fig = Figure(figsize=(6, 0.5 * len(names) + 1.5), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     ax.barh(names, [importances[n] for n in names], color="tab:blue")
-    ax.set_xlabel("importance (fANOVA, share of the variance of the objective)")
+    ax.set_xlabel("importance (PED-ANOVA: how much the top trials' values differ from all trials', normalised)")
     ax.set_title(f"{study.study_name}: parameter importances")
     fig.tight_layout()
     fig.savefig(out / IMPORTANCES_PNG)
-    plt.close(fig)
     done["importances"] = IMPORTANCES_PNG
     done["importance_values"] = json.dumps({k: round(float(v), 4) for k, v in importances.items()})
     return done
