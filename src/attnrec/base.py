@@ -422,6 +422,33 @@ class Recommender(ABC):
 
         return explain_history(self, history, items, top=top, method=method)
 
+    def explain_attributions(
+        self, history: np.ndarray, items: np.ndarray, *, top: int = 5, method: str | None = None
+    ) -> list[Any]:
+        """Why each of ``items`` is recommended after ``history``: one
+        :class:`~attnrec.explain.base.Explanation` per item whose attributions may credit history items, item
+        attributes or feature fields (what ``recommend --explain`` and the service's ``because`` show). A model
+        that overrides :meth:`explain_indices` with its own history-item reasons gets those."""
+        from attnrec.explain.base import Attribution, Explanation
+        from attnrec.explain.methods import explain
+
+        if type(self).explain_indices is Recommender.explain_indices:
+            return explain(self, history, items, top=top, method=method)
+        history = np.asarray(history, dtype=np.int64)
+        last = {int(h): pos for pos, h in enumerate(history.tolist())}
+        pairs = self.explain_indices(history, np.asarray(items, dtype=np.int64), top=top, method=method)
+        return [
+            Explanation(
+                int(item),
+                method or "model",
+                tuple(
+                    Attribution("history_item", float(w), index=int(h), position=last.get(int(h), 0))
+                    for h, w in per_item
+                ),
+            )
+            for item, per_item in zip(np.asarray(items).tolist(), pairs, strict=True)
+        ]
+
     def predict_ratings(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """Predicted ratings for (user, item) index pairs; only models with ``predicts_ratings``."""
         raise NotImplementedError(f"{type(self).__name__} does not predict ratings")

@@ -504,7 +504,10 @@ def recommend(
             cells.append(f"{item['score']:.4f}")
             if show_because:
                 cells.append(
-                    ", ".join(f"{b.get('title') or b['item_id']} ({b['weight']:.2f})" for b in item.get("because", []))
+                    ", ".join(
+                        f"{b.get('title') or b.get('item_id') or b.get('name')} ({b['weight']:.2f})"
+                        for b in item.get("because", [])
+                    )
                 )
             table.add_row(*cells)
         out_console.print(table)

@@ -63,7 +63,9 @@ def recommendations_payload(
 ) -> list[dict[str, Any]]:
     """``[{"user_id", "items": [{"item_id", "score", ["title"], ["because"]}], "fallback", ["explanation"]}]``.
 
-    ``because`` lists the history items that drove each recommendation with their weights (largest first); it
+    ``because`` lists what drove each recommendation with its weight (largest first): history items
+    (``{"item_id", "weight", ["title"]}``) and, for models that read side information, item attributes or
+    feature fields (``{"kind": "item_attribute" | "feature_field", "name", "weight"}``); it
     is empty when the answer is a fallback. With ``explain``, ``explanation`` (see :func:`explanation_info`)
     says how the lists were made, or that the model cannot explain itself (then no ``because`` is given).
     ``explain_method`` picks the model's explanation method (one of
@@ -83,10 +85,10 @@ def recommendations_payload(
         entries: list[dict[str, Any]] = []
         valid = recs.item_idx[row] > 0
         item_idx = recs.item_idx[row][valid]
-        because: list[list[tuple[int, float]]] = [[] for _ in item_idx]
+        because: list[tuple[Any, ...]] = [() for _ in item_idx]
         if can_explain and len(hist) and not recs.fallback[row] and len(item_idx):
-            extra = {} if explain_method is None else {"method": explain_method}
-            because = model.explain_indices(np.asarray(hist), item_idx, top=top_because, **extra)
+            explained = model.explain_attributions(np.asarray(hist), item_idx, top=top_because, method=explain_method)
+            because = [e.attributions for e in explained]
         for pos, idx in enumerate(item_idx.tolist()):
             item_id = model.items_.id(idx)
             entry: dict[str, Any] = {"item_id": item_id, "score": float(recs.scores[row][valid][pos])}
@@ -95,9 +97,13 @@ def recommendations_payload(
                 entry["title"] = title
             if can_explain:
                 reasons = []
-                for hidx, weight in because[pos]:
-                    hid = model.items_.id(int(hidx))
-                    reason: dict[str, Any] = {"item_id": hid, "weight": round(float(weight), 6)}
+                for attribution in because[pos]:
+                    weight = round(float(attribution.weight), 6)
+                    if attribution.kind != "history_item":
+                        reasons.append({"kind": attribution.kind, "name": attribution.name, "weight": weight})
+                        continue
+                    hid = model.items_.id(int(attribution.index))
+                    reason: dict[str, Any] = {"item_id": hid, "weight": weight}
                     htitle = _title(features, hid)
                     if htitle is not None:
                         reason["title"] = htitle

@@ -112,8 +112,19 @@ class EventsResponse(BaseModel):
 
 
 class Because(BaseModel):
-    item_id: str
+    """One reason: a history item (``item_id``) or, for models that read side information, an item attribute
+    or a feature field (``name``, e.g. ``genre=Comedy``) with its ``kind``. History items keep the 0.1 shape
+    ``{"item_id", "weight"}`` (no ``kind`` key)."""
+
+    kind: Literal["history_item", "item_attribute", "feature_field"] = "history_item"
+    item_id: str | None = Field(None, description="The history item (kind history_item).")
+    name: str | None = Field(None, description="The attribute or field (the other kinds).")
     weight: float
+
+    @model_serializer(mode="wrap")
+    def _drop_unset(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if v is not None and not (k == "kind" and v == "history_item")}
 
 
 class RecommendedItem(BaseModel):

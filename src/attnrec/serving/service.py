@@ -319,20 +319,27 @@ class RecommendationService:
     def _explain(self, loaded: LoadedModel, history: np.ndarray, items: np.ndarray) -> list[list[Because]]:
         model = loaded.model
         assert model.items_ is not None
-        pairs = model.explain_indices(
+        explained = model.explain_attributions(
             history,
             np.asarray(items, dtype=np.int64),
             top=self.settings.explain_top,
             method=self.settings.explain_method,
         )
-        return [
-            [
-                Because(item_id=str(model.items_.id(int(h))), weight=float(w))
-                for h, w in per_item
-                if int(h) > 0 and math.isfinite(float(w))
-            ]
-            for per_item in pairs
-        ]
+        out: list[list[Because]] = []
+        for explanation in explained:
+            reasons = []
+            for a in explanation.attributions:
+                if not math.isfinite(float(a.weight)):
+                    continue
+                if a.kind == "history_item":
+                    if a.index is not None and int(a.index) > 0:
+                        reasons.append(
+                            Because(item_id=str(model.items_.id(int(a.index))), name=None, weight=float(a.weight))
+                        )
+                else:
+                    reasons.append(Because(kind=a.kind, item_id=None, name=a.name, weight=float(a.weight)))
+            out.append(reasons)
+        return out
 
     def history_ids(self, loaded: LoadedModel, user_id: str) -> list[str]:
         """The training history followed by the stored events (unknown items included), oldest first."""
