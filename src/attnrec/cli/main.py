@@ -548,48 +548,56 @@ def models(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")]
 @handle_errors
 @o.with_log_options
 def benchmark(
+    ctx: typer.Context,
     log: o.LogOptions,
-    models_: Annotated[str, typer.Option("--models", help="Comma-separated model names.")],
-    out: Annotated[Path, typer.Option(help="Folder receiving one run folder per model.")],
+    models_: Annotated[
+        str | None, typer.Option("--models", help="Comma-separated model names (the one-dataset form).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of the cells (one run folder each) and of report/ (--config: default runs/benchmark/NAME)."
+        ),
+    ] = None,
     config_dir: Annotated[
         Path | None, typer.Option(help="Folder of NAME.toml hyperparameter files (optional).")
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Benchmark config file (TOML or JSON): datasets x models x seeds."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue a killed neural cell from its checkpoints (finished cells are always kept).")
+    ] = False,
+    update_docs: Annotated[
+        Path | None, typer.Option(help="Markdown file whose benchmark section receives the report's tables.")
+    ] = None,
+    section: Annotated[str | None, typer.Option(help="Section of --update-docs (default: the config's name).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars or per-cell lines.")] = False,
     device: o.Device = None,
 ) -> None:
-    """Train and evaluate several models on one dataset (same data options and split) and print a table."""
-    from attnrec.cli.progress import RichProgress
-    from attnrec.runs import train_run
-    from attnrec.training.options import resolve_device
+    """Train and evaluate several models on one dataset (same data options and split) and print a table; or,
+    with --config, models x datasets x seeds; either way a report folder (Markdown, HTML). Rerunning the same
+    command keeps every finished cell."""
+    from attnrec.cli.benchmark import BenchmarkArgs, command_line, run_benchmark
 
-    if device is not None:
-        resolve_device(device, "--device")
-
-    names = [m.strip() for m in models_.split(",") if m.strip()]
-    if not names:
-        raise ConfigError(f"--models must list model names; got {models_!r}")
-    spec, settings = log.data_spec(), log.run_settings()
-    configs = []
-    for name in names:  # every configuration is checked before the first model trains
-        cfg_file = None if config_dir is None else config_dir / f"{name}.toml"
-        params = parse_params(cfg_file if cfg_file is not None and cfg_file.is_file() else None, None)
-        configs.append(_run_config(name, params, spec, device=device or "auto", **settings))
-    results: dict[str, dict[str, Any]] = {}
-    for i, run_config in enumerate(configs):
-        with RichProgress(err_console, enabled=not json_out) as progress:
-            reporter = _TrainReporter(progress.console, run_config.model, quiet=json_out)
-            reporter.max_epochs = _max_epochs(run_config)
-            results[run_config.model] = train_run(
-                run_config,
-                out / run_config.model,
-                progress=progress,
-                on_data_loaded=reporter.data_loaded if i == 0 and not json_out else None,
-                on_epoch=reporter.epoch,
-            ).metrics
-    if json_out:
-        sys.stdout.write(json.dumps(results, indent=2) + "\n")
-        return
-    _print_metrics_table(results, title=f"{log.data}: test")
+    if config is None and models_ is None:
+        raise click_exceptions.UsageError("Missing option '--models'.", ctx=ctx)
+    args = BenchmarkArgs(
+        models=models_,
+        out=out,
+        config_dir=config_dir,
+        config=config,
+        resume=resume,
+        update_docs=update_docs,
+        section=section,
+        json_out=json_out,
+        quiet=quiet,
+        device=device,
+        command=command_line(ctx),
+    )
+    run_benchmark(log, args, out_console, err_console)
 
 
 @app.command()

@@ -1,0 +1,294 @@
+"""``attnrec benchmark``: models x datasets x seeds from a config file (or one dataset from the command line),
+resumable cells, progress with an ETA, and the report folder (``attnrec.evaluation.report``)."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from attnrec.cli import options as o
+from attnrec.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class BenchmarkArgs:
+    """The command's own options (the data options arrive as :class:`attnrec.cli.options.LogOptions`)."""
+
+    models: str | None
+    out: Path | None
+    config_dir: Path | None
+    config: Path | None
+    resume: bool
+    update_docs: Path | None
+    section: str | None
+    json_out: bool
+    quiet: bool
+    device: str | None
+    command: str
+
+
+@contextmanager
+def alarm_guard(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`CellTimeoutError` in the block after ``seconds`` of wall time (``SIGALRM``; main thread on Unix
+    only, elsewhere no limit). The exception arrives between Python bytecodes, so a long native call (one big
+    matrix product) finishes first."""
+    from attnrec.evaluation.benchmark import CellTimeoutError
+
+    usable = seconds and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+    assert seconds is not None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise CellTimeoutError(f"time limit of {seconds:g} s reached")
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _legacy_config(log: o.LogOptions, names: list[str], config_dir: Path | None, device: str | None) -> Any:
+    """The single-dataset command line form as a benchmark config: one dataset, one seed (``--seed``)."""
+    from attnrec.cli.main import parse_params
+    from attnrec.evaluation.benchmark import parse_benchmark_config
+
+    spec = log.data_spec()
+    settings = log.run_settings()
+    rename = {"items_path": "items", "users_path": "users", "item_id_map": "item_map"}
+    entry: dict[str, Any] = {rename.get(k, k): v for k, v in spec.items() if v is not None and v is not False}
+    entry.update({k: v for k, v in settings.items() if k not in ("seed", "threads", "ks") and v is not None})
+    stem = re.sub(r"[^A-Za-z0-9._-]", "-", Path(str(spec["path"])).stem).lstrip("._-") or "data"
+    entry["name"] = stem
+    ks = list(settings["ks"])
+    ctr = log.task == "ctr"
+    models = []
+    for name in names:
+        cfg_file = None if config_dir is None else config_dir / f"{name}.toml"
+        params = parse_params(cfg_file if cfg_file is not None and cfg_file.is_file() else None, None)
+        models.append({"name": name, "params": params})
+    raw: dict[str, Any] = {
+        "name": stem,
+        "seeds": [settings["seed"]],
+        "ks": ks,
+        "metric": "auc" if ctr else f"ndcg@{ks[0]}",
+        "datasets": [entry],
+        "models": models,
+        "device": device or "auto",
+    }
+    if ctr:
+        raw["columns"] = ["auc", "gauc", "logloss"]
+    if settings["threads"] is not None:
+        raw["threads"] = settings["threads"]
+    return parse_benchmark_config(raw, where="benchmark")
+
+
+def _given_data_options(log: o.LogOptions) -> list[str]:
+    """The shared options given with ``--config`` (only ``--threads`` may be: it decides speed, not results)."""
+    defaults = o.LogOptions()
+    return [
+        "--" + f.name.replace("_", "-")
+        for f in fields(o.LogOptions)
+        if f.name != "threads" and getattr(log, f.name) != getattr(defaults, f.name)
+    ]
+
+
+def run_benchmark(log: o.LogOptions, args: BenchmarkArgs, out_console: Console, err_console: Console) -> None:
+    """The command: plan, run every unfinished cell, write the report, print the table."""
+    from attnrec.cli.main import _print_metrics_table
+    from attnrec.evaluation.benchmark import plan_benchmark, read_benchmark_config
+    from attnrec.evaluation.report import (
+        build_report,
+        docs_block,
+        report_json,
+        table_rows,
+        update_docs_section,
+        write_report,
+    )
+    from attnrec.training.options import resolve_device
+
+    if args.device is not None:
+        resolve_device(args.device, "--device")
+    if args.config is not None:
+        extra = _given_data_options(log)
+        if extra:
+            raise ConfigError(f"{extra[0]} cannot be given with --config: the config file declares the datasets")
+        if args.models is not None or args.config_dir is not None:
+            flag = "--models" if args.models is not None else "--config-dir"
+            raise ConfigError(f"{flag} cannot be given with --config: the config file declares the models")
+        config = read_benchmark_config(args.config)
+        out = args.out or Path("runs") / "benchmark" / config.name
+        plan = plan_benchmark(
+            config,
+            out,
+            source=args.config,
+            base_dir=args.config.parent,
+            threads=log.threads,
+            device=args.device,
+            where=str(args.config),
+        )
+        flat = False
+    else:
+        names = [m.strip() for m in (args.models or "").split(",") if m.strip()]
+        if args.models is not None and not names:
+            raise ConfigError(f"--models must list model names; got {args.models!r}")
+        if args.out is None:
+            raise ConfigError("benchmark needs --out DIR (or --config FILE)")
+        for flag, path in (("--data", log.data), ("--items", log.items), ("--users", log.users)):
+            if path is not None and not path.is_file():
+                raise ConfigError(f"{flag} {path}: file not found")
+        config = _legacy_config(log, names, args.config_dir, args.device)
+        out = args.out
+        plan = plan_benchmark(config, out, flat=True, device=args.device, where="benchmark")
+        flat = True
+    if args.section is not None and args.update_docs is None:
+        raise ConfigError("--section names the docs section that --update-docs FILE rewrites: give --update-docs")
+
+    outcomes = _run_cells(plan, args, err_console, flat=flat)
+    report = build_report(plan, outcomes, command=args.command)
+    folder = write_report(report, out, source=plan.source)
+    if args.update_docs is not None:
+        changed = update_docs_section(args.update_docs, args.section or config.name, docs_block(report))
+        if not args.json_out:
+            state = "updated" if changed else "unchanged (same results)"
+            err_console.print(f"{args.update_docs}: section {args.section or config.name!r} {state}", highlight=False)
+    failed = [oc for oc in outcomes.values() if oc.status == "failed"]
+    if args.json_out:
+        if flat:
+            results = {oc.cell.model: oc.metrics for oc in outcomes.values() if oc.metrics is not None}
+            sys.stdout.write(json.dumps(results, indent=2) + "\n")
+        else:
+            sys.stdout.write(json.dumps(report_json(report), indent=2) + "\n")
+    elif flat:
+        rows = {oc.cell.model: oc.metrics for oc in outcomes.values() if oc.metrics is not None}
+        if rows:
+            _print_metrics_table(rows, title=f"{log.data}: test")
+    if not args.json_out:
+        for ds in report.datasets if not flat else []:
+            header, cells = table_rows(report, ds)
+            table = Table(title=f"{ds.name}: test (mean ± sd over seeds)")
+            for i, name in enumerate(header):
+                table.add_column(name, justify="left" if i == 0 else "right")
+            for row in cells:
+                table.add_row(*(c.replace("**", "") for c in row))
+            out_console.print(table)
+        out_console.print(f"report: {folder / 'report.md'} and {folder / 'report.html'}", highlight=False)
+    if failed:
+        first = failed[0]
+        raise ConfigError(
+            f"{len(failed)} of {len(plan.cells)} cells failed (first: {first.cell.name}: {first.message}); "
+            "the report lists them and a rerun of the same command retries them"
+        )
+
+
+def _run_cells(plan: Any, args: BenchmarkArgs, err_console: Console, *, flat: bool) -> dict[str, Any]:
+    from attnrec.cli.main import _max_epochs, _TrainReporter
+    from attnrec.cli.progress import RichProgress
+    from attnrec.errors import AttnRecError
+    from attnrec.evaluation.benchmark import CellOutcome, is_finished, run_cell
+
+    total = len(plan.cells)
+    finished = sum(1 for c in plan.cells if is_finished(c))
+    show = not (args.quiet or args.json_out)
+    if show:
+        err_console.print(
+            f"benchmark {plan.config.name}: {total} cells ({len(plan.datasets)} datasets x "
+            f"{len(plan.config.models)} models x {len(plan.config.seeds)} seeds), {finished} already finished",
+            highlight=False,
+        )
+    outcomes: dict[str, CellOutcome] = {}
+    computed: list[float] = []
+    done = 0
+    shown_data: set[str] = set()
+    with RichProgress(err_console, enabled=show) as progress:
+        progress("cells", done, total)
+        try:
+            for cell in plan.cells:
+                reporter = _TrainReporter(progress.console, cell.model, quiet=not show)
+                if show and not is_finished(cell):
+                    reporter.max_epochs = _max_epochs(cell.run_config)
+                first_of_dataset = show and cell.dataset not in shown_data
+                try:
+                    outcome = run_cell(
+                        cell,
+                        resume=args.resume,
+                        replace_stale=not flat,
+                        progress=progress,
+                        on_data_loaded=reporter.data_loaded if first_of_dataset else None,
+                        on_epoch=reporter.epoch,
+                        time_guard=alarm_guard,
+                    )
+                except KeyboardInterrupt:
+                    raise
+                except AttnRecError as exc:
+                    if flat:
+                        raise
+                    outcome = CellOutcome(cell, "failed", False, 0.0, " ".join(str(exc).split()))
+                except Exception as exc:  # a bug in one cell: the others still run, the report says which
+                    if flat:
+                        raise
+                    message = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+                    outcome = CellOutcome(cell, "failed", False, 0.0, message)
+                if not outcome.skipped:
+                    shown_data.add(cell.dataset)
+                outcomes[cell.name] = outcome
+                done += 1
+                if not outcome.skipped:
+                    computed.append(outcome.seconds)
+                progress("cells", done, total)
+                if show:
+                    progress.console.print(_cell_line(outcome, done, total, computed, plan), highlight=False)
+        except KeyboardInterrupt:
+            if show:
+                left = sum(1 for c in plan.cells if not is_finished(c))
+                progress.console.print(
+                    f"interrupted: {total - left} of {total} cells finished and kept; run the same command again "
+                    "to continue",
+                    highlight=False,
+                )
+            raise
+    return outcomes
+
+
+def _cell_line(outcome: Any, done: int, total: int, computed: list[float], plan: Any) -> str:
+    from attnrec.cli.main import _duration
+
+    cell = outcome.cell
+    head = f"cell {done}/{total} {cell.name}: "
+    metric = plan.config.metric
+    if outcome.status == "done":
+        value = (outcome.metrics or {}).get("test", {}).get(metric)
+        text = f"test {metric} {value:.4f}" if isinstance(value, float) else "done"
+        text += " (already finished)" if outcome.skipped else f" in {_duration(outcome.seconds)}"
+    elif outcome.status == "timeout":
+        text = "timed out" + (" (already recorded)" if outcome.skipped else f" after {_duration(outcome.seconds)}")
+    else:
+        text = f"failed: {outcome.message}"
+    left = total - done
+    if left and computed:
+        text += f"; about {_duration(left * sum(computed) / len(computed))} left ({left} cells)"
+    return head + text
+
+
+def command_line(ctx: Any) -> str:
+    """The exact command that is running, as a shell line (``attnrec benchmark --config ...``)."""
+    import shlex
+
+    from attnrec.cli.launch import command_args
+
+    return shlex.join(["attnrec", *command_args(ctx, ())])
