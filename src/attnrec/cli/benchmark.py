@@ -163,7 +163,9 @@ def run_benchmark(log: o.LogOptions, args: BenchmarkArgs, out_console: Console, 
     report = build_report(plan, outcomes, command=args.command)
     folder = write_report(report, out, source=plan.source)
     if args.update_docs is not None:
-        changed = update_docs_section(args.update_docs, args.section or config.name, docs_block(report))
+        section = args.section or config.name
+        block = docs_block(report, command=_docs_command(args, out, section, log.threads))
+        changed = update_docs_section(args.update_docs, section, block)
         if not args.json_out:
             state = "updated" if changed else "unchanged (same results)"
             err_console.print(f"{args.update_docs}: section {args.section or config.name!r} {state}", highlight=False)
@@ -194,6 +196,25 @@ def run_benchmark(log: o.LogOptions, args: BenchmarkArgs, out_console: Console, 
             f"{len(failed)} of {len(plan.cells)} cells failed (first: {first.cell.name}: {first.message}); "
             "the report lists them and a rerun of the same command retries them"
         )
+
+
+def _docs_command(args: BenchmarkArgs, out: Path, section: str, threads: int | None) -> str:
+    """The command a docs section names: what regenerates it, without presentation flags (``--quiet``,
+    ``--json``, ``--resume``), so that the section's text depends on the results only."""
+    import shlex
+
+    parts = ["attnrec", "benchmark"]
+    if args.config is not None:
+        parts += ["--config", str(args.config)]
+    else:  # the one-dataset form: its own words
+        return args.command
+    parts += ["--out", str(out)]
+    if threads is not None:
+        parts += ["--threads", str(threads)]
+    if args.device is not None:
+        parts += ["--device", args.device]
+    parts += ["--update-docs", str(args.update_docs), "--section", section]
+    return shlex.join(parts)
 
 
 def _run_cells(plan: Any, args: BenchmarkArgs, err_console: Console, *, flat: bool) -> dict[str, Any]:

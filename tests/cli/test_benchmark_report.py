@@ -1,0 +1,310 @@
+"""``attnrec benchmark --config``: cells that are never recomputed, a killed run that resumes, the report folder
+(right means, CIs and paired tests; a self-contained HTML page), the docs-section rewrite, one-line config errors,
+and the one-dataset form kept as a special case."""
+
+from __future__ import annotations
+
+import base64
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+from typer.testing import CliRunner
+
+import attnrec.runs
+from attnrec.cli.main import app
+from attnrec.data.synthetic import make_synthetic
+from attnrec.evaluation.benchmark import (
+    CELL_JSON,
+    CellTimeoutError,
+    parse_benchmark_config,
+    plan_benchmark,
+    read_per_user,
+    run_cell,
+)
+from attnrec.evaluation.report import bootstrap_ci, update_docs_section
+
+runner = CliRunner()
+PNG = b"\x89PNG\r\n\x1a\n"
+
+CONFIG = """
+name = "tiny"
+description = "two cheap models on a synthetic log"
+seeds = [1, 2]
+ks = [5, 10]
+metric = "ndcg@10"
+
+[[datasets]]
+name = "synth"
+path = "log.csv"
+
+[[models]]
+name = "popularity"
+
+[[models]]
+name = "als"
+params = { factors = 8, iterations = 3 }
+"""
+
+
+@pytest.fixture()
+def bench(tmp_path: Path) -> Path:
+    make_synthetic(num_users=60, num_items=40, seed=3).interactions.write_csv(tmp_path / "log.csv")
+    (tmp_path / "bench.toml").write_text(CONFIG, encoding="utf-8")
+    return tmp_path
+
+
+class Counter:
+    """Counts the cells trained (wraps ``attnrec.runs.train_run``); ``interrupt_at`` raises Ctrl-C there."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, interrupt_at: int | None = None) -> None:
+        self.calls: list[str] = []
+        self.interrupt_at = interrupt_at
+        real = attnrec.runs.train_run
+
+        def counted(config: Any, out: Any, **kwargs: Any) -> Any:
+            self.calls.append(str(out))
+            if self.interrupt_at is not None and len(self.calls) == self.interrupt_at:
+                raise KeyboardInterrupt
+            return real(config, out, **kwargs)
+
+        monkeypatch.setattr(attnrec.runs, "train_run", counted)
+
+
+def _run(folder: Path, *extra: str) -> Any:
+    return runner.invoke(
+        app, ["benchmark", "--config", str(folder / "bench.toml"), "--out", str(folder / "out"), "--quiet", *extra]
+    )
+
+
+def _cells(out: Path) -> list[Path]:
+    return sorted(p.parent for p in (out / "cells").rglob(CELL_JSON))
+
+
+def test_report_tables_hold_the_means_over_seeds_ci_and_paired_test(bench: Path) -> None:
+    result = _run(bench)
+    assert result.exit_code == 0, result.output
+    out = bench / "out"
+    assert len(_cells(out)) == 4
+    report = json.loads((out / "report" / "report.json").read_text())
+    md = (out / "report" / "report.md").read_text()
+    models = report["datasets"]["synth"]["models"]
+    per_user = {}
+    for model in ("popularity", "als"):
+        tests = [
+            json.loads((out / "cells" / "synth" / model / f"seed-{s}" / "metrics.json").read_text())["test"]
+            for s in (1, 2)
+        ]
+        for metric in ("hr@5", "ndcg@5", "mrr@5", "coverage@5", "ndcg@10"):
+            values = [t[metric] for t in tests]
+            assert models[model]["mean"][metric] == pytest.approx(np.mean(values))
+            assert models[model]["sd"][metric] == pytest.approx(np.std(values, ddof=1), abs=1e-12)
+        row = next(line for line in md.splitlines() if line.startswith(f"| {model} |"))
+        mean, sd = np.mean([t["ndcg@5"] for t in tests]), np.std([t["ndcg@5"] for t in tests], ddof=1)
+        assert f"{mean:.4f} ± {sd:.4f}" in row
+        arrays = [read_per_user(out / "cells" / "synth" / model / f"seed-{s}") for s in (1, 2)]
+        assert arrays[0] is not None and arrays[1] is not None
+        assert np.array_equal(arrays[0]["users"], arrays[1]["users"])
+        assert np.mean(arrays[0]["ndcg@10"]) == pytest.approx(tests[0]["ndcg@10"])
+        per_user[model] = (arrays[0]["ndcg@10"] + arrays[1]["ndcg@10"]) / 2
+        low, high = models[model]["ci95"]
+        assert (low, high) == pytest.approx(bootstrap_ci(per_user[model]))
+        assert low <= float(np.mean(per_user[model])) <= high
+    best = report["datasets"]["synth"]["best"]
+    other = "als" if best == "popularity" else "popularity"
+    assert models[best]["mean"]["ndcg@10"] >= models[other]["mean"]["ndcg@10"]
+    expected_p = sps.ttest_rel(per_user[other], per_user[best]).pvalue
+    assert models[other]["p_value_t"] == pytest.approx(expected_p)
+    assert models[best]["p_value_t"] is None
+    # reproducibility facts
+    sha = report["datasets"]["synth"]["files"]["data"]["sha256"]
+    assert sha == attnrec.runs.file_sha256(bench / "log.csv") and sha in md
+    assert "attnrec benchmark" in report["command"] and "--config" in report["command"]
+    assert report["environment"]["torch"] and report["environment"]["cpu"]
+    assert (out / "report" / "bench.toml").read_text() == CONFIG
+    assert (out / "report" / "quality-time-synth.png").read_bytes()[:8] == PNG
+
+
+class _Refs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[tuple[str, str, str]] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        for name, value in attrs:
+            if name in ("src", "href") and value is not None:
+                self.refs.append((tag, name, value))
+
+
+def test_html_report_is_self_contained_with_embedded_plots(bench: Path) -> None:
+    config = CONFIG.replace(
+        'name = "popularity"', 'name = "sasrec"\nparams = { epochs = 3, embed_dim = 16, eval_every = 1 }'
+    )
+    (bench / "bench.toml").write_text(config, encoding="utf-8")
+    result = _run(bench)
+    assert result.exit_code == 0, result.output
+    html = (bench / "out" / "report" / "report.html").read_text()
+    parser = _Refs()
+    parser.feed(html)
+    parser.close()
+    assert "table" in parser.tags and "style" in parser.tags
+    assert "link" not in parser.tags and "script" not in parser.tags
+    images = [v for tag, _, v in parser.refs if tag == "img"]
+    assert len(images) == 2  # the training curves (sasrec logs validation per epoch) and quality vs time
+    for ref in (v for _, _, v in parser.refs):
+        assert not ref.lower().startswith(("http:", "https:", "//")), ref
+    for src in images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == PNG
+    assert (bench / "out" / "report" / "curves-synth.png").is_file()
+
+
+def test_rerun_skips_finished_cells_and_a_killed_cell_is_recomputed(
+    bench: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = Counter(monkeypatch)
+    assert _run(bench).exit_code == 0
+    assert len(first.calls) == 4
+    out = bench / "out"
+    stamps = {p: (p / "metrics.json").stat().st_mtime_ns for p in _cells(out)}
+    again = Counter(monkeypatch)
+    result = _run(bench)
+    assert result.exit_code == 0, result.output
+    assert again.calls == []
+    assert {p: (p / "metrics.json").stat().st_mtime_ns for p in _cells(out)} == stamps
+    # a cell killed before it finished: its metrics are gone; only that cell is trained again
+    killed = out / "cells" / "synth" / "als" / "seed-2"
+    before = json.loads((killed / "metrics.json").read_text())["test"]
+    (killed / "metrics.json").unlink()
+    third = Counter(monkeypatch)
+    assert _run(bench).exit_code == 0
+    assert third.calls == [str(killed)]
+    assert json.loads((killed / "metrics.json").read_text())["test"] == pytest.approx(before)
+    # a changed hyperparameter is another configuration: only that model's cells run again
+    (bench / "bench.toml").write_text(CONFIG.replace("iterations = 3", "iterations = 4"), encoding="utf-8")
+    fourth = Counter(monkeypatch)
+    assert _run(bench).exit_code == 0
+    assert sorted(Path(c).name for c in fourth.calls) == ["seed-1", "seed-2"]
+    assert all("/als/" in c for c in fourth.calls)
+
+
+def test_an_interrupted_run_keeps_finished_cells_and_resumes(bench: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Counter(monkeypatch, interrupt_at=3)
+    result = _run(bench)
+    assert result.exit_code == 130
+    out = bench / "out"
+    finished = _cells(out)
+    assert len(finished) == 2 and all((p / "metrics.json").is_file() for p in finished)
+    assert not (out / "report").exists()
+    resumed = Counter(monkeypatch)
+    result = _run(bench)
+    assert result.exit_code == 0, result.output
+    assert len(resumed.calls) == 2 and not set(resumed.calls) & {str(p) for p in finished}
+    assert json.loads((out / "report" / "report.json").read_text())["cells"]["done"] == 4
+
+
+def test_docs_section_rewrite_is_exact_and_idempotent(bench: Path) -> None:
+    docs = bench / "benchmarks.md"
+    before = "# Benchmarks\n\nHand-written intro.\n\n<!-- benchmark:tiny -->\nold table\n"
+    after = (
+        "<!-- /benchmark:tiny -->\n\n## Other section\n\n<!-- benchmark:other -->\nkept\n<!-- /benchmark:other -->\n"
+    )
+    docs.write_text(before + after, encoding="utf-8")
+    result = _run(bench, "--update-docs", str(docs))
+    assert result.exit_code == 0, result.output
+    text = docs.read_text(encoding="utf-8")
+    assert text.startswith(before.replace("old table\n", "")) and text.endswith(after)
+    block = text[len(before) - len("old table\n") : len(text) - len(after)]
+    assert "old table" not in block and "| popularity |" in block and "| als |" in block
+    report = json.loads((bench / "out" / "report" / "report.json").read_text())
+    mean = report["datasets"]["synth"]["models"]["als"]["mean"]["hr@5"]
+    assert f"{mean:.4f}" in block
+    assert "Command: `attnrec benchmark" in block
+    result = _run(bench, "--update-docs", str(docs), "--section", "tiny")
+    assert result.exit_code == 0, result.output
+    assert docs.read_text(encoding="utf-8") == text
+    # the same block again through the library: nothing changes
+    assert update_docs_section(docs, "tiny", block) is False
+    result = _run(bench, "--update-docs", str(docs), "--section", "missing")
+    assert result.exit_code == 2 and "section 'missing'" in result.stderr
+    assert docs.read_text(encoding="utf-8") == text
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda c: c.replace("ks = [5, 10]", "ks = [5, 10]\nseed = 3"), "bench.toml: seed: unknown key"),
+        (lambda c: c.replace('path = "log.csv"', 'path = "log.csv"\nsplit = "loo"'), "datasets[0].split:"),
+        (lambda c: c.replace('path = "log.csv"', 'path = "log.csv"\nsplitt = "temporal"'), "datasets[0].splitt:"),
+        (lambda c: c.replace('path = "log.csv"', 'path = "nope.csv"'), "datasets[0].path: file not found"),
+        (lambda c: c.replace("factors = 8", "factorz = 8"), "models[1] (als):"),
+        (lambda c: c.replace('name = "popularity"', 'name = "popularity"\ntime_limit = -1'), "models[0].time_limit:"),
+        (lambda c: c.replace('metric = "ndcg@10"', 'metric = "ndcg@20"'), "bench.toml: metric:"),
+        (lambda c: c.replace("seeds = [1, 2]", "seeds = []"), "bench.toml: seeds:"),
+        (lambda c: c.split("[[datasets]]")[0], "bench.toml: datasets: required key is missing"),
+        (lambda c: c.replace("[[models]]", "[[models]]\nlabel = 'x'", 2), "models[1].label: 'x' is used twice"),
+    ],
+)
+def test_config_errors_are_one_line_naming_the_key(bench: Path, edit: Any, expected: str) -> None:
+    (bench / "bench.toml").write_text(edit(CONFIG), encoding="utf-8")
+    result = _run(bench)
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], result.stderr
+    assert not (bench / "out").exists()
+
+
+def test_data_options_with_config_are_refused(bench: Path) -> None:
+    result = _run(bench, "--split", "temporal")
+    assert result.exit_code == 2 and "--split cannot be given with --config" in result.stderr
+
+
+def test_a_cell_past_its_time_limit_is_recorded_and_not_retried_under_the_same_limit(bench: Path) -> None:
+    config = parse_benchmark_config({**_toml(CONFIG), "time_limit": 5.0})
+    plan = plan_benchmark(config, bench / "out", base_dir=bench)
+    cell = plan.cells[0]
+
+    class Expire:
+        def __enter__(self) -> None:
+            raise CellTimeoutError("time limit of 5 s reached")
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    outcome = run_cell(cell, time_guard=lambda seconds: Expire())
+    assert outcome.status == "timeout" and not outcome.skipped
+    assert not (cell.folder / "metrics.json").exists()
+    assert run_cell(cell).status == "timeout"  # recorded: not retried under the same limit
+    longer = plan_benchmark(
+        parse_benchmark_config({**_toml(CONFIG), "time_limit": 50.0}), bench / "out", base_dir=bench
+    )
+    redone = run_cell(longer.cells[0])
+    assert redone.status == "done" and not redone.skipped and (cell.folder / "metrics.json").is_file()
+
+
+def test_the_one_dataset_form_keeps_its_folders_and_json(bench: Path) -> None:
+    out = bench / "flat"
+    args = ["benchmark", "--data", str(bench / "log.csv"), "--models", "popularity,ease", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    results = json.loads(result.stdout)
+    assert set(results) == {"popularity", "ease"} and "ndcg@10" in results["ease"]["test"]
+    assert (out / "ease" / "metrics.json").is_file() and (out / "report" / "report.html").is_file()
+    stamp = (out / "ease" / "metrics.json").stat().st_mtime_ns
+    result = runner.invoke(app, [*args, "--quiet"])  # the same command again: nothing is retrained
+    assert result.exit_code == 0, result.output
+    assert (out / "ease" / "metrics.json").stat().st_mtime_ns == stamp
+    other = runner.invoke(app, [*args[:-4], "--models", "ease", "--out", str(out), "--seed", "7"])
+    assert other.exit_code == 2 and "another configuration" in other.stderr
+
+
+def _toml(text: str) -> dict[str, Any]:
+    import tomllib
+
+    return tomllib.loads(text)
