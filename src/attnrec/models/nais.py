@@ -104,8 +104,9 @@ class NAISNet(nn.Module):
             # W (p_j * q_i) = (W * q_i) p_j: one batched matmul (B, L, D) x (B, D, T * K), no (B, T, L, D) tensor
             b, t, d = tq.shape
             wq = (tq.unsqueeze(2) * self.w.weight).reshape(b, t * self.w.out_features, d)
-            z = torch.matmul(hp, wq.transpose(1, 2)).reshape(b, hp.shape[1], t, -1) + self.w.bias  # (B, L, T, K)
-            return self.h(torch.relu(z)).squeeze(-1).transpose(1, 2)  # type: ignore[no-any-return]
+            z = torch.matmul(hp, wq.transpose(1, 2)).reshape(b, hp.shape[1], t, -1)  # (B, L, T, K)
+            z = z.add_(self.w.bias).relu_()  # in place: the largest tensor of the model, written once
+            return torch.matmul(z, self.h.weight[0]).transpose(1, 2)
         else:
             d = hp.shape[-1]
             wp = F.linear(hp, self.w.weight[:, :d])  # (B, L, K)
