@@ -31,6 +31,8 @@ import fcntl
 import hashlib
 import json
 import math
+import os
+import platform
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -39,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from attnrec import __version__
 from attnrec.errors import ConfigError, ModelFitError
 from attnrec.io import write_json
 from attnrec.registry import available_models, get_model_class
@@ -498,6 +501,8 @@ def _summary(
     seconds: float,
     requeued: int,
 ) -> dict[str, Any]:
+    import optuna
+
     best = _best_trial(study)
     if best is None:
         raise ConfigError(
@@ -535,7 +540,20 @@ def _summary(
         },
         "default": None if default is None else {"trial": default.number, "value": default.value},
         "chosen_on": "validation only (test is computed once, for the final run)",
+        "versions": {"attnrec": __version__, "optuna": optuna.__version__, "python": platform.python_version()},
+        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count()},
     }
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _describe(dim: Any) -> str:
