@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-dev
 # A CPU build of torch==2.13.0 may lie in /opt/wheels on our machines; pip finds it there first.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: install demo test lint typecheck bench-eval bench-classic bench-sasrec clean
+.PHONY: install demo test lint typecheck bench-eval bench-classic bench-sasrec bench-docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,13 @@ bench-classic: $(STAMP)
 
 bench-sasrec: $(STAMP)
 	$(PY) benchmarks/sasrec.py --data ml-1m --seeds 0,1,2
+
+# every generated table of docs/benchmarks.md, one config per table (finished cells are reused)
+bench-docs: $(STAMP)
+	for config in benchmarks/configs/*.toml; do \
+		$(VENV)/bin/attnrec benchmark --config $$config --out runs/bench/$$(basename $$config .toml) \
+			--update-docs docs/benchmarks.md || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
