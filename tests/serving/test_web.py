@@ -285,7 +285,7 @@ def test_user_page_shows_history_recommendations_reasons_and_model(open_client: 
 def test_attention_picture_has_layers_rollout_and_the_top_item(open_client: TestClient) -> None:
     r = open_client.get("/web/attention.svg", params={"user": "u1_0"})
     assert r.status_code == 200
-    for label in ("layer 1", "layer 2", "rollout", "top item (occlusion)"):
+    for label in ("layer 1", "layer 2", "rollout", "top item (rollout-grad)"):
         assert label in r.text
     assert r.headers["content-security-policy"].startswith("default-src 'none'")
 
@@ -296,7 +296,9 @@ def test_session_page_follows_the_clicked_history(tmp_path: Path, knn_run: Path)
         empty = c.get("/web/session")
         assert "Popular items" in empty.text
         r = c.get("/web/session", params={"h": "i2"})
-        first = re.search(r'<span class="rank">1</span>\s*<span class="item">\s*<span class="title">([^<]+)', r.text)
+        first = re.search(
+            r'<span class="rank">1</span>\s*<span>\s*<span class="item">\s*<span class="title">([^<]+)', r.text
+        )
         assert first is not None and first.group(1) == "i3"
         assert "/web/session?h=i2&amp;h=i3" in r.text
         assert "The session so far" in r.text and "remove" in r.text

@@ -196,8 +196,9 @@ def attention_grid(
 ) -> AttentionGrid:
     """The attention picture of ``attnrec explain`` for one history: the query's attention per layer (heads
     averaged) and rolled out, or a recurrent model's attention weights, over the ``last`` most recent items the
-    model reads; plus one row for ``top_item`` (item index): the occlusion weight of each history item (the
-    model's default method where occlusion does not apply).
+    model reads; plus one row for ``top_item`` (item index): the weight of each history item for that item by
+    ``rollout-grad`` (attention rollout weighted by the gradient of the item's score), else ``occlusion``, else the
+    model's default method.
     """
     from attnrec.explain.base import read_part
     from attnrec.explain.methods import default_method, get_explainer, methods_for
@@ -230,7 +231,9 @@ def attention_grid(
     usable = methods_for(model)
     note = "" if rows else f"{model.name} has no attention layers"
     if usable and top_item is not None and top_item > 0:
-        method = "occlusion" if "occlusion" in usable else default_method(model)
+        # rollout-grad (one forward and backward pass) where it applies: occlusion would score the history once
+        # per position (200 rescorings for a full SASRec window, ~300 ms on a busy 2-core machine)
+        method = next((m for m in ("rollout-grad", "occlusion") if m in usable), None) or default_method(model)
         weights = get_explainer(model, method).position_weights(model, clipped, np.asarray([top_item]))[0, -n:]
         rows.append(np.asarray(weights, dtype=np.float64))
         labels.append(f"top item ({method})")
