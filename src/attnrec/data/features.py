@@ -865,6 +865,8 @@ def _resolve_user_format(path: Path, format: str | None, separator: str | None) 
         return suffix[1:]
     if path.name == "u.user":
         return "uuser"
+    if path.name == "users.dat":
+        return "movielens"
     if separator is not None:
         return "tsv" if separator == "\t" else "csv"
     with path.open("rb") as fh:
@@ -872,7 +874,7 @@ def _resolve_user_format(path: Path, format: str | None, separator: str | None) 
     if not head.strip():
         raise DataError(f"{path}: file is empty (no users)")
     first = head.decode("latin-1").lstrip("\ufeff").splitlines()[0]
-    if first.count("::") == 4:
+    if "::" in first:
         return "movielens"
     if first.count("|") == 4:
         return "uuser"

@@ -145,6 +145,24 @@ class RecommenderConformance:
             seen = set(model.history(row + 1).tolist())
             assert seen <= set(recs.item_idx[row].tolist())
 
+    def test_cold_items_and_score_pairs(self) -> None:
+        """Items in the catalogue without any event (cold items, ``--cold-items``) never crash a model: they are
+        scored (a finite value or -inf), can be recommended when nothing else is left, and score_pairs agrees
+        with the score rows."""
+        data = self.block_data().extend_items(["cold-1", "cold-2"])
+        model = self.fit(self.make_model(), data)
+        n = data.num_items
+        assert model.num_items == n
+        users = [data.users.id(u) for u in (1, 2)]
+        recs = model.recommend(users, k=n, exclude_seen=False)
+        assert recs.item_idx.shape == (2, n)
+        pairs = model.score_pairs(np.array([1, 2, 1, 0]), np.array([n, n - 1, 1, n]))
+        assert pairs.shape == (4,) and not np.isnan(pairs).any()
+        rows, _ = model.scores_with_fallback(np.array([1]), [model.history(1)])
+        assert pairs[0] == pytest.approx(float(rows[0, n]), rel=1e-5, abs=1e-6) or (
+            np.isneginf(pairs[0]) and np.isneginf(rows[0, n])
+        )
+
     def test_unknown_user_gets_flagged_popularity(self, fitted: tuple[Recommender, Interactions]) -> None:
         model, _ = fitted
         recs = model.recommend(["no-such-user"], k=5, exclude_seen=False)
