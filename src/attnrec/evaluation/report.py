@@ -340,10 +340,11 @@ def curves_plot(ds: DatasetReport, metric: str) -> bytes | None:
         colour = f"C{i % 10}"
         for j, (_, curve) in enumerate(sorted(row.curves.items())):
             xs, ys = zip(*curve, strict=True)
-            ax.plot(xs, ys, color=colour, alpha=0.85, linewidth=1.4, label=row.model if j == 0 else None)
+            style = ("-", "--", ":", "-.")[j % 4]
+            ax.plot(xs, ys, style, color=colour, alpha=0.85, linewidth=1.4, label=row.model if j == 0 else None)
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"validation {metric}")
-    ax.set_title(f"{ds.name}: training curves (one line per seed)")
+    ax.set_title(f"{ds.name}: training curves (one line style per seed)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _png(fig)
