@@ -333,3 +333,22 @@ def test_compare_shows_both_models_for_the_same_user(tmp_path: Path, web_run: Pa
         assert "of the top 9 items are in both lists" in r.text
         model = c.get("/web/model?compare=1")
         assert "itemknn" in model.text
+
+
+def test_attribute_reasons_of_a_content_model_are_shown_and_escaped(tmp_path: Path, interactions: Interactions) -> None:
+    """Reasons that are item attributes (not history items) appear with their name, escaped, and a tag."""
+    from attnrec.models.content import ContentRecommender
+
+    ids = interactions.items.all_ids
+    # pair p's items share a genre; the genre of pair 1 is markup
+    attributes = {ident: [f"genre=g{int(ident[1:]) // 2}"] for ident in ids}
+    attributes["i2"] = attributes["i3"] = ["genre=<b>Bold</b>"]
+    features = ItemFeatures(titles={i: f"Film {i}" for i in ids}, attributes=attributes, fields=["genre"])
+    folder = tmp_path / "content-run"
+    ContentRecommender(item_features=features).fit(interactions).save(folder)
+    features.save(folder / "item_features.json")
+    with _client(tmp_path, folder, keys=False, explain_top=2) as c:
+        c.post("/events", json={"events": [{"user_id": "new", "item_id": "i2"}]})
+        page = c.get("/web/user", params={"id": "new"}).text
+    assert "genre=&lt;b&gt;Bold&lt;/b&gt;" in page and "<b>Bold</b>" not in page
+    assert '<span class="tag">attribute</span>' in page

@@ -316,6 +316,20 @@ class RecommendationService:
             )
         return out
 
+    def explain_method(self, model: Any) -> str | None:
+        """The explanation method of ``explain=true`` for ``model``: the setting, with ``"auto"`` resolved to the
+        model's own method (``model.explain_method``) when it declares one, else ``"occlusion"`` where it
+        applies (else the model's default)."""
+        method = self.settings.explain_method
+        if method != "auto":
+            return method
+        from attnrec.explain.methods import methods_for
+
+        own = getattr(model, "explain_method", None)
+        if own:
+            return str(own)
+        return "occlusion" if "occlusion" in methods_for(model) else None
+
     def _explain(self, loaded: LoadedModel, history: np.ndarray, items: np.ndarray) -> list[list[Because]]:
         model = loaded.model
         assert model.items_ is not None
@@ -323,7 +337,7 @@ class RecommendationService:
             history,
             np.asarray(items, dtype=np.int64),
             top=self.settings.explain_top,
-            method=self.settings.explain_method,
+            method=self.explain_method(model),
         )
         out: list[list[Because]] = []
         for explanation in explained:

@@ -54,10 +54,12 @@ class ServeSettings(BaseModel):
     )
     explain_top: int = Field(5, ge=1, description="History items listed per recommended item with explain=true.")
     explain_method: str | None = Field(
-        "occlusion",
+        "auto",
         description="How explain=true explanations are made (a method of attnrec.explain: occlusion, "
-        "occlusion-search, rollout, rollout-grad, attention); 'occlusion' costs one batched scoring of the history "
-        "without each of its items; None = the model's default (occlusion-search, several times slower).",
+        "occlusion-search, rollout, rollout-grad, attention, target-attention, attributes, ...); 'auto' = the "
+        "model's own method when it has one (NAIS's attention, the content model's attributes), else 'occlusion' "
+        "(one batched scoring of the history without each of its items); None = the model's default "
+        "(occlusion-search for the transformers: several times slower).",
     )
     load_in_background: bool = Field(
         True, description="Load the model after start-up in a thread (/ready answers 503 until it is loaded)."
@@ -74,8 +76,8 @@ class ServeSettings(BaseModel):
     def _known_method(cls, value: str | None) -> str | None:
         from attnrec.explain.methods import METHODS
 
-        if value is not None and value not in METHODS:
-            raise ValueError(f"must be one of {', '.join(METHODS)} or null")
+        if value is not None and value != "auto" and value not in METHODS:
+            raise ValueError(f"must be 'auto', one of {', '.join(METHODS)} or null")
         return value
 
     @field_validator("run_dir")

@@ -283,8 +283,11 @@ def render(request: Request, template: str, context: Mapping[str, Any], status: 
 # ---------------------------------------------------------------------------------------------- page data
 @dataclass(frozen=True)
 class Reason:
-    card: ItemCard
+    """One reason of a recommendation: a history item (its card's label) or an attribute / feature field."""
+
+    label: str
     weight: float
+    kind: str = "history_item"
 
 
 @dataclass(frozen=True)
@@ -308,7 +311,12 @@ def _rec_rows(pages: ModelPages, items: Sequence[Any]) -> list[RecRow]:
             n + 1,
             pages.card(it.item_id),
             it.score,
-            [Reason(pages.card(b.item_id), b.weight) for b in it.because],
+            [
+                Reason(pages.card(b.item_id).label, b.weight)
+                if b.item_id is not None
+                else Reason(b.name or "", b.weight, b.kind)
+                for b in it.because
+            ],
         )
         for n, it in enumerate(items)
     ]
