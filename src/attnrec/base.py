@@ -9,7 +9,9 @@ Conventions:
 
 * Item index 0 is padding. Score arrays have shape ``(batch, num_items + 1)`` and column 0 is ``-inf``.
 * ``user_idx == 0`` means an unknown/anonymous user. A model personalises from the history when it can
-  (``uses_history``); otherwise, and for an empty history, it falls back to popularity, flagged per row.
+  (``uses_history``); otherwise, and for an empty history, it falls back, flagged per row: to the most popular
+  items among users of the same demographic groups (``"demographic"``, when the model was given user features
+  and the user is described, :mod:`attnrec.data.demographics`), else to global popularity (``"popularity"``).
 """
 
 from __future__ import annotations
@@ -45,7 +47,10 @@ class Recommendations:
         item_idx: ``(batch, k)`` item indices; 0 where fewer than k items could be recommended.
         items: ``(batch, k)`` external item ids (``""`` where ``item_idx`` is 0).
         scores: ``(batch, k)`` float32 scores (``-inf`` where ``item_idx`` is 0).
-        fallback: ``(batch,)`` bool, true where the popularity fallback answered.
+        fallback: ``(batch,)`` bool, true where a fallback answered (the model could not personalise).
+        fallback_kind: ``(batch,)`` str, which fallback answered: ``""`` (none, the model's own scores),
+            ``"popularity"`` (global popularity) or ``"demographic"`` (popularity within the user's demographic
+            groups); ``None`` in results built before 0.3 (read :meth:`fallback_name`).
     """
 
     users: list[str]
@@ -53,6 +58,15 @@ class Recommendations:
     items: np.ndarray
     scores: np.ndarray
     fallback: np.ndarray
+    fallback_kind: np.ndarray | None = None
+
+    def fallback_name(self, i: int) -> str | None:
+        """The fallback that answered row ``i`` (``"popularity"``, ``"demographic"``) or ``None``."""
+        if not bool(self.fallback[i]):
+            return None
+        if self.fallback_kind is None or not str(self.fallback_kind[i]):
+            return "popularity"
+        return str(self.fallback_kind[i])
 
     def row(self, i: int) -> list[tuple[str, float]]:
         """``[(item_id, score), ...]`` of row ``i`` without padding."""
@@ -133,6 +147,9 @@ class Recommender(ABC):
         self.train_info_: dict[str, Any] = {}
         self.item_features_: Any | None = None
         self.user_features_: Any | None = None
+        self.demographics_: Any | None = None
+        """:class:`~attnrec.data.demographics.DemographicPopularity` learned at fit from ``user_features_``
+        (``None`` without user features); saved with the model."""
 
     # ------------------------------------------------------------------ fitting
     def fit(
@@ -169,6 +186,11 @@ class Recommender(ABC):
         counts = train.positives().item_counts().astype(np.float32)
         counts[0] = 0.0
         self.popularity_ = counts
+        self.demographics_ = None
+        if self.user_features_ is not None and len(self.user_features_):
+            from attnrec.data.demographics import DemographicPopularity
+
+            self.demographics_ = DemographicPopularity.fit(self.user_features_, train)
         self.set_histories(train)
         start = time.perf_counter()
         self._fit(train, valid, options)
@@ -237,15 +259,34 @@ class Recommender(ABC):
         user_idx: np.ndarray,
         histories: Sequence[np.ndarray],
         times: Sequence[np.ndarray] | None = None,
+        *,
+        demographics: Sequence[Sequence[str] | None] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Scores as :meth:`score_indices`, with popularity in the rows that cannot be personalised.
+        """Scores as :meth:`score_indices`, with a fallback in the rows that cannot be personalised.
 
         ``times``: epoch seconds of each history's events, passed on to models that use time (``uses_time``).
-        Returns ``(scores, fallback)`` where ``fallback`` is a ``(batch,)`` bool array.
+        ``demographics``: per row, the user's demographic group tokens (:meth:`demographic_groups`), or ``None``
+        to look them up by ``user_idx``. Returns ``(scores, fallback)`` where ``fallback`` is a ``(batch,)`` bool
+        array; :meth:`scores_and_fallbacks` also says which fallback answered.
         """
+        scores, kinds = self.scores_and_fallbacks(user_idx, histories, times, demographics=demographics)
+        return scores, kinds != ""
+
+    def scores_and_fallbacks(
+        self,
+        user_idx: np.ndarray,
+        histories: Sequence[np.ndarray],
+        times: Sequence[np.ndarray] | None = None,
+        *,
+        demographics: Sequence[Sequence[str] | None] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`scores_with_fallback`, returning ``(scores, kinds)``: ``kinds`` is a ``(batch,)`` str array,
+        ``""`` where the model personalised, ``"demographic"`` where the user's demographic groups answered and
+        ``"popularity"`` where global popularity did."""
         self._check_fitted()
         user_idx = np.asarray(user_idx, dtype=np.int64)
         ok = self.can_personalise(user_idx, histories)
+        kinds = np.full(len(user_idx), "", dtype="<U11")
         scores = np.empty((len(user_idx), self.num_items + 1), dtype=np.float32)
         if ok.any():
             rows = np.flatnonzero(ok)
@@ -255,11 +296,31 @@ class Recommender(ABC):
                 scores[rows] = self.score_indices(user_idx[rows], part, times=ts)  # type: ignore[call-arg]
             else:
                 scores[rows] = self.score_indices(user_idx[rows], part)
-        if (~ok).any():
+        for r in np.flatnonzero(~ok).tolist():
             assert self.popularity_ is not None
-            scores[~ok] = self.popularity_
+            tokens = demographics[r] if demographics is not None else None
+            if tokens is None and user_idx[r] > 0 and self.users_ is not None:
+                tokens = self.demographic_groups(self.users_.id(int(user_idx[r])))
+            demo = None if tokens is None or self.demographics_ is None else self.demographics_.scores(tokens)
+            if demo is not None:
+                scores[r], kinds[r] = demo, "demographic"
+            else:
+                scores[r], kinds[r] = self.popularity_, "popularity"
         scores[:, 0] = -np.inf
-        return scores, ~ok
+        return scores, kinds
+
+    def demographic_groups(self, user_id: str, features: Any | None = None) -> list[str] | None:
+        """The demographic group tokens (``gender=F``, ...) that answer for ``user_id`` when the model cannot
+        personalise: from ``features`` (``{field: value}`` given at request time) when given, else from the user
+        features the model was fitted with. ``None`` when the model has no user features or no usable group
+        matches (then global popularity answers)."""
+        if self.demographics_ is None:
+            return None
+        if features is not None:
+            tokens = self.demographics_.tokens_for(features)
+        else:
+            tokens = self.demographics_.user_groups.get(str(user_id), [])
+        return tokens or None
 
     def recommend(
         self,
@@ -268,16 +329,21 @@ class Recommender(ABC):
         histories: Sequence[Sequence[str]] | None = None,
         k: int = 10,
         exclude_seen: bool = True,
+        user_features: Sequence[Any | None] | None = None,
     ) -> Recommendations:
         """Top-``k`` items for known users and/or explicit histories.
 
         Args:
-            users: external user ids. Known users use their stored history; unknown users get the popularity
-                fallback (flagged) unless ``histories`` gives them one.
+            users: external user ids. Known users use their stored history; unknown users get a fallback
+                (flagged) unless ``histories`` gives them one: popularity within their demographic groups when
+                the model was fitted with user features that describe them (or ``user_features`` does), else
+                global popularity.
             histories: external item ids per request, oldest first; when given with ``users`` (same length) it
                 replaces the stored history; alone it describes anonymous sessions. Unknown items are ignored.
             k: number of items per request (``>= 1``).
             exclude_seen: drop items of the history from the results.
+            user_features: per request, ``{field: value}`` demographics given now (e.g. ``{"gender": "F", "age":
+                25}``) for users the model cannot personalise, or ``None`` to use the fitted user features.
         """
         self._check_fitted()
         assert self.users_ is not None and self.items_ is not None
@@ -299,7 +365,15 @@ class Recommender(ABC):
         else:
             hist = [self.history(int(u)) for u in uidx]
         times = None if histories is not None else self._known_times(uidx)
-        return self.recommend_indices(uidx, hist, k=k, exclude_seen=exclude_seen, user_ids=user_ids, times=times)
+        if user_features is not None and len(user_features) != n:
+            raise ConfigError(f"'user_features' must have one entry per request ({n}); got {len(user_features)}")
+        demographics = [
+            self.demographic_groups(u, None if user_features is None else user_features[r])
+            for r, u in enumerate(user_ids)
+        ]
+        return self.recommend_indices(
+            uidx, hist, k=k, exclude_seen=exclude_seen, user_ids=user_ids, times=times, demographics=demographics
+        )
 
     def recommend_indices(
         self,
@@ -310,11 +384,12 @@ class Recommender(ABC):
         exclude_seen: bool = True,
         user_ids: list[str] | None = None,
         times: Sequence[np.ndarray] | None = None,
+        demographics: Sequence[Sequence[str] | None] | None = None,
     ) -> Recommendations:
-        """Index-level :meth:`recommend` (used by evaluation and serving); ``times`` as in
+        """Index-level :meth:`recommend` (used by evaluation and serving); ``times`` and ``demographics`` as in
         :meth:`scores_with_fallback`."""
         assert self.items_ is not None
-        scores, fallback = self.scores_with_fallback(user_idx, histories, times)
+        scores, kinds = self.scores_and_fallbacks(user_idx, histories, times, demographics=demographics)
         if exclude_seen:
             for row, h in enumerate(histories):
                 if len(h):
@@ -324,15 +399,19 @@ class Recommender(ABC):
         if user_ids is None:
             assert self.users_ is not None
             user_ids = [self.users_.id(int(u)) if u > 0 else "" for u in user_idx]
-        return Recommendations(user_ids, idx, self.items_.ids(idx), vals.astype(np.float32), fallback)
+        return Recommendations(user_ids, idx, self.items_.ids(idx), vals.astype(np.float32), kinds != "", kinds)
 
     def set_features(self, items: Any | None = None, users: Any | None = None) -> Self:
         """Give the model side information before :meth:`fit`: :class:`~attnrec.data.features.ItemFeatures` and
         :class:`~attnrec.data.features.UserFeatures` (``attnrec train --items/--users`` calls it). Stored as
         ``item_features_`` / ``user_features_``; models that use features read them in ``_fit`` (e.g.
-        ``self.item_features_.table(train.items)``) and save what they need; others ignore them. Returns ``self``."""
-        self.item_features_ = items
-        self.user_features_ = users
+        ``self.item_features_.table(train.items)``) and save what they need. User features also give every model
+        the ``"demographic"`` fallback for users it cannot personalise (learned at fit, saved with the model).
+        ``None`` leaves that part unchanged. Returns ``self``."""
+        if items is not None:
+            self.item_features_ = items
+        if users is not None:
+            self.user_features_ = users
         return self
 
     def score_pairs(
@@ -506,6 +585,10 @@ class Recommender(ABC):
         arrays["base.hist_items"] = self._hist_items  # type: ignore[assignment]
         if self._hist_times is not None:
             arrays["base.hist_times"] = self._hist_times
+        demographics = None
+        if self.demographics_ is not None:
+            demo_arrays, demographics = self.demographics_.to_state()
+            arrays.update({f"base.demographics.{k}": v for k, v in demo_arrays.items()})
         save_arrays(folder / MODEL_WEIGHTS, arrays)
         write_json(folder / VOCAB_JSON, {"users": self.users_.to_json(), "items": self.items_.to_json()})
         write_json(
@@ -518,6 +601,7 @@ class Recommender(ABC):
                 "config": self.get_config(),
                 "fit_seconds": self.fit_seconds_,
                 "meta": self._get_meta(),
+                **({"demographics": demographics} if demographics is not None else {}),
             },
         )
         return folder
@@ -561,6 +645,13 @@ class Recommender(ABC):
             raise PersistenceError(f"{folder / MODEL_WEIGHTS}: missing array {exc}") from None
         if model.popularity_.shape[0] != len(model.items_) + 1:
             raise PersistenceError(f"{folder}: weights do not match the item vocabulary size")
+        if isinstance(info.get("demographics"), dict):
+            from attnrec.data.demographics import DemographicPopularity
+
+            prefix = "base.demographics."
+            model.demographics_ = DemographicPopularity.from_state(
+                {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}, info["demographics"]
+            )
         state = {k[len("model.") :]: v for k, v in arrays.items() if k.startswith("model.")}
         try:
             model._set_state(state, dict(info.get("meta") or {}))

@@ -394,8 +394,6 @@ def train_run(
     if getattr(model, "needs_item_features", False) and not config.data.items_path:
         raise ConfigError(f"model {config.model!r} needs item features: pass --items FILE (none was given)")
     data = load_data(config, run=out if resume else None)
-    if getattr(model, "needs_item_features", False):
-        model.set_item_features(data.features)  # type: ignore[attr-defined]
     if resume and config.data.sha256 and data.fingerprint != config.data.sha256:
         raise ConfigError(
             f"--resume {out}: the data changed since the run started ({config.data.path}: sha256 "

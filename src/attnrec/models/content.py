@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -78,8 +78,9 @@ def item_tokens(features: ItemFeatures, items: IdVocabulary, *, title_words: boo
 class ContentRecommender(Recommender):
     """Cosine between TF-IDF item vectors and a recency-weighted profile of the history (needs item features).
 
-    Give the features with ``ContentRecommender(item_features=features)`` or :meth:`set_item_features`
-    (``attnrec train --items FILE``); fitting without them raises a one-line :class:`ConfigError`.
+    Give the features with ``ContentRecommender(item_features=features)`` or
+    :meth:`~attnrec.base.Recommender.set_features` (``attnrec train --items FILE``); fitting without them raises a
+    one-line :class:`ConfigError`.
     """
 
     name = "content"
@@ -99,15 +100,10 @@ class ContentRecommender(Recommender):
         **kw: Any,
     ) -> None:
         super().__init__(config, **kw)
-        self.item_features: ItemFeatures | None = item_features
-
-    def set_item_features(self, features: ItemFeatures | None) -> Self:
-        """Use ``features`` at the next fit (returns ``self``)."""
-        self.item_features = features
-        return self
+        self.set_features(items=item_features)
 
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainingOptions) -> None:
-        features = self.item_features
+        features: ItemFeatures | None = self.item_features_
         if features is None or len(features) == 0:
             raise ConfigError(
                 "model 'content' needs item features: pass --items FILE (or ContentRecommender(item_features=...)); "
