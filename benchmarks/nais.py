@@ -54,7 +54,7 @@ def run_trained(
 ) -> dict[str, Any]:
     model = create_model(name, params)
     if getattr(model, "needs_item_features", False):
-        model.set_item_features(features)  # type: ignore[attr-defined]
+        model.set_features(items=features)
     start = time.perf_counter()
 
     def log(row: dict[str, Any]) -> None:
