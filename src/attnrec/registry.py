@@ -25,6 +25,8 @@ MODELS: dict[str, str] = {
     "fusion": "attnrec.models.fusion:Fusion",
     "nais": "attnrec.models.nais:NAIS",
     "content": "attnrec.models.content:ContentRecommender",
+    "lr": "attnrec.models.logreg:LogisticRegression",
+    "fm": "attnrec.models.fm:FactorizationMachine",
 }
 
 
