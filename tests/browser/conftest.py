@@ -153,3 +153,13 @@ def page(browser: Any) -> Iterator[Any]:
     yield pg
     context.close()
     assert not problems, problems
+
+
+@pytest.fixture
+def page_without_js(browser: Any) -> Iterator[Any]:
+    """A fresh context with JavaScript off: what a person with scripts blocked sees."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, java_script_enabled=False)
+    pg = context.new_page()
+    pg.set_default_timeout(15_000)
+    yield pg
+    context.close()

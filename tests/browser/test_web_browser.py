@@ -27,6 +27,19 @@ def history_texts(page: Any) -> list[str]:
     return [str(t) for t in page.locator("ol.timeline li .title").all_inner_texts()]
 
 
+def wait_for_reasons(page: Any) -> None:
+    """The reasons come after the page (web.js fetches /web/reasons): wait until a list has them."""
+    page.locator("ol.recs[data-reasons-loaded] .because").first.wait_for()
+
+
+def add_event_by_api(server: Server, user: str, item: str) -> None:
+    body = json.dumps({"events": [{"user_id": user, "item_id": item}]}).encode()
+    headers = {"X-API-Key": WRITE_KEY, "Content-Type": "application/json"}
+    request = urllib.request.Request(f"{server.url}/events", data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+
 def api_history(server: Server, user: str) -> list[str]:
     request = urllib.request.Request(f"{server.url}/users/{user}/history", headers={"X-API-Key": READ_KEY})
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -43,6 +56,8 @@ def test_sign_in_look_up_a_user_and_add_an_event_live(page: Any, server: Server)
     before = rec_ids(page)
     history_before = history_texts(page)
     assert before and history_before
+    wait_for_reasons(page)  # the reasons arrive after the list, and the no-JavaScript link goes away
+    assert page.locator("[data-reasons-note]").is_hidden()
     assert page.locator("figure.attention img").evaluate("img => img.complete && img.naturalWidth > 0")
 
     # the page must not reload: a marker set on window survives only a live redraw
@@ -59,6 +74,45 @@ def test_sign_in_look_up_a_user_and_add_an_event_live(page: Any, server: Server)
     assert after != before
     assert len(history_texts(page)) == len(history_before) + 1
     assert api_history(server, "u2_0")[-1] == chosen  # stored through the durable event path
+    wait_for_reasons(page)  # the redrawn list fetches its own reasons
+    assert page.locator("ol.recs").get_attribute("data-version") != "0-0-0"
+
+
+def test_reasons_never_attach_to_a_list_they_were_not_computed_for(page: Any, server: Server) -> None:
+    """An event lands between the page and its reasons: the old list's reasons are refused (409) and the page
+    redraws once with the new history, whose list then gets its own reasons."""
+    sign_in(page, server, READ_KEY)
+    answers: list[int] = []
+    page.on("response", lambda r: answers.append(r.status) if "/web/reasons?" in r.url else None)
+    first: list[str] = []
+
+    def event_in_between(route: Any) -> None:
+        if not first:
+            first.append(route.request.url)
+            add_event_by_api(server, "u4_1", "i1")
+        route.continue_()
+
+    page.route("**/web/reasons?*", event_in_between)
+    page.goto(f"{server.url}/web/user?id=u4_1")
+    wait_for_reasons(page)
+    assert answers[0] == 409 and answers[-1] == 200
+    assert "v=0-0-0" in first[0]
+    assert page.locator("ol.recs").get_attribute("data-version") != "0-0-0"
+    assert "Film number 1" in history_texts(page)  # the redrawn page holds the event
+
+
+def test_without_javascript_the_link_shows_the_reasons(page_without_js: Any, server: Server) -> None:
+    page = page_without_js
+    page.goto(f"{server.url}/web/signin")
+    page.get_by_label("API key").fill(READ_KEY)
+    page.get_by_role("button", name="Sign in").click()
+    page.goto(f"{server.url}/web/user?id=u2_1")
+    assert page.locator("ol.recs li").count() > 0
+    assert page.locator("ol.recs .because").count() == 0  # nothing fetches them without JavaScript
+    page.get_by_role("link", name="Show the reasons").click()
+    page.wait_for_url(re.compile(r"reasons=1"))
+    assert page.locator("ol.recs .because").count() > 0
+    assert page.get_by_role("link", name="Show the reasons").count() == 0
 
 
 def test_a_read_key_sees_the_lists_but_cannot_add_events(page: Any, server: Server) -> None:
@@ -100,6 +154,8 @@ def test_markup_in_titles_is_shown_as_text_and_never_runs(page: Any, server: Ser
     sign_in(page, server, READ_KEY)
     page.goto(f"{server.url}/web/user?id=u1_0")  # history i2, i3; i3's title is a <script>
     assert EVIL in history_texts(page)
+    wait_for_reasons(page)  # the reasons name i3 too: inserted from the fragment as text
+    assert EVIL in " ".join(page.locator("ol.recs .because").all_inner_texts())
     assert page.evaluate("document.querySelectorAll('main script').length") == 0
     page.goto(f"{server.url}/web/search?q=script")
     assert EVIL in page.locator("ol.results").inner_text()

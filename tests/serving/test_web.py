@@ -6,6 +6,7 @@ attributes hold markup (``<script>``), so every page that shows an item is check
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -88,6 +89,30 @@ def _history(client: TestClient, user: str) -> list[str]:
     r = client.get(f"/users/{user}/history", headers={"X-API-Key": READ_KEY})
     assert r.status_code == 200
     return r.json()["items"]  # type: ignore[no-any-return]
+
+
+REASON_RE = r'<li>([^<]*?)(?: <span class="tag">[^<]*</span>)? <span class="weight">([^<]*)</span>'
+
+
+def _reasons_url(page_html: str, n: int = 0) -> str:
+    """The ``/web/reasons`` URL of the ``n``-th list of a page (its ``data-reasons`` attribute)."""
+    found = re.findall(r'<ol class="recs" data-reasons="([^"]+)"', page_html)
+    assert len(found) > n, "the list carries no reasons URL"
+    return html.unescape(found[n])
+
+
+def _listed_items(page_html: str) -> list[str]:
+    return [html.unescape(i) for i in re.findall(r'<li class="rec[^"]*" data-item="([^"]*)"', page_html)]
+
+
+def _reasons_by_item(fragment_html: str) -> dict[str, list[tuple[str, str]]]:
+    """``item id -> [(reason label, weight)]`` of a ``/web/reasons`` fragment (or a page with inline reasons)."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    blocks = re.split(r'(?:data-reasons-for|data-item)="([^"]*)"', fragment_html)[1:]
+    for ident, body in zip(blocks[::2], blocks[1::2], strict=True):
+        pairs = re.findall(REASON_RE, body)
+        out[html.unescape(ident)] = [(html.unescape(label), weight) for label, weight in pairs]
+    return out
 
 
 def _set_cookie_headers(response: Any, name: str) -> list[str]:
@@ -265,6 +290,19 @@ def test_titles_ids_and_attributes_are_escaped_everywhere(open_client: TestClien
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in pages[0].text
     assert "&lt;b&gt;Bold&lt;/b&gt;" in pages[0].text
     assert "&lt;script&gt;" in pages[3].text  # found by the search
+    # the reasons arrive in a fragment after the page: u1_0's reasons name i2 and i3 (both markup)
+    fragments = [
+        open_client.get(_reasons_url(pages[0].text)),
+        open_client.get(_reasons_url(pages[2].text)),
+        open_client.get(_reasons_url(pages[0].text).replace("/web/reasons?", "/web/reasons?junk=<b>&")),
+    ]
+    for r in fragments:
+        assert r.status_code == 200 and "because of" in r.text
+        assert "<script>alert" not in r.text and "<b>Bold" not in r.text
+        assert r.headers["content-security-policy"].startswith("default-src 'none'")
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in fragments[0].text  # a reason's title
+    inline = open_client.get("/web/user", params={"id": "u1_0", "reasons": "1"})
+    assert "because of" in inline.text and "<script>alert" not in inline.text
     svg = open_client.get("/web/attention.svg", params={"user": "u1_0"})
     assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
     assert "<script>" not in svg.text and "&lt;script&gt;" in svg.text
@@ -275,7 +313,10 @@ def test_user_page_shows_history_recommendations_reasons_and_model(open_client: 
     r = open_client.get("/web/user?id=u1_0&k=3")
     text = r.text
     assert text.count('<li class="rec') == 3
-    assert "because of" in text  # SASRec explains itself
+    # the list comes without explanations; they are fetched after the page (or inline through the link)
+    assert "because of" not in text
+    assert _reasons_url(text).startswith("/web/reasons?user=u1_0&k=3&v=0-0-0&mv=sasrec-run-")
+    assert 'href="/web/user?id=u1_0&amp;k=3&amp;reasons=1">Show the reasons' in text
     assert "/web/attention.svg?user=u1_0" in text
     assert "sasrec" in text and "0.2500" in text  # name and test hr@10 from metrics.json
     unknown = open_client.get("/web/user?id=nobody")
@@ -349,6 +390,75 @@ def test_attribute_reasons_of_a_content_model_are_shown_and_escaped(tmp_path: Pa
     features.save(folder / "item_features.json")
     with _client(tmp_path, folder, keys=False, explain_top=2) as c:
         c.post("/events", json={"events": [{"user_id": "new", "item_id": "i2"}]})
-        page = c.get("/web/user", params={"id": "new"}).text
+        page = c.get(_reasons_url(c.get("/web/user", params={"id": "new"}).text)).text
     assert "genre=&lt;b&gt;Bold&lt;/b&gt;" in page and "<b>Bold</b>" not in page
     assert '<span class="tag">attribute</span>' in page
+
+
+# ---------------------------------------------------------------------------------------------- deferred reasons
+def test_deferred_reasons_are_the_json_apis_and_match_the_listed_items(client: TestClient) -> None:
+    """The page lists items without explaining; /web/reasons gives, per listed item, the reasons of explain=true;
+    the no-JavaScript link (reasons=1) shows the same reasons inline."""
+    sign_in(client, READ_KEY)
+    page = client.get("/web/user?id=u2_0&k=4")
+    assert "because of" not in page.text
+    listed = _listed_items(page.text)
+    fragment = client.get(_reasons_url(page.text))
+    assert fragment.status_code == 200
+    got = _reasons_by_item(fragment.text)
+    assert list(got) == listed  # one entry per listed item, in the list's order
+    api = client.get("/users/u2_0/recommendations", params={"k": 4, "explain": "true"}, headers={"X-API-Key": READ_KEY})
+    titles = {f"i{n}": f"Film {n}" for n in range(10)} | {"i3": EVIL}
+    expected = {
+        it["item_id"]: [(titles.get(b["item_id"], b["item_id"]), f"{b['weight']:.2f}") for b in it["because"]]
+        for it in api.json()["items"]
+    }
+    assert any(expected.values())  # SASRec explains itself: the comparison is not vacuous
+    assert got == expected
+    inline = client.get("/web/user?id=u2_0&k=4&reasons=1")
+    assert "Show the reasons" not in inline.text and "data-reasons=" not in inline.text
+    assert _reasons_by_item(inline.text) == expected
+
+
+def test_reasons_for_an_outdated_history_or_model_are_refused(client: TestClient) -> None:
+    """A live event between the page and its reasons: the old list's reasons are not sent (409), the new page's are."""
+    sign_in(client, WRITE_KEY)
+    page = client.get("/web/user?id=u1_0&k=3")
+    old_url = _reasons_url(page.text)
+    form = _event_form(client, item=_listed_items(page.text)[0], event_id="web-stale-1", k="3")
+    assert client.post("/web/events", data=form, follow_redirects=False).status_code == 303
+    stale = client.get(old_url)
+    assert stale.status_code == 409
+    assert 'data-stale="1"' in stale.text and "changed" in stale.text and "because of" not in stale.text
+    fresh_page = client.get("/web/user?id=u1_0&k=3")
+    fresh_url = _reasons_url(fresh_page.text)
+    assert fresh_url != old_url and "&v=1-" in fresh_url
+    fresh = client.get(fresh_url)
+    assert fresh.status_code == 200 and list(_reasons_by_item(fresh.text)) == _listed_items(fresh_page.text)
+    other_model = re.sub(r"mv=[^&]+", "mv=another-version", fresh_url)
+    assert client.get(other_model).status_code == 409
+    missing_version = re.sub(r"&v=[^&]+", "", fresh_url)
+    assert client.get(missing_version).status_code == 400
+
+
+def test_session_and_compare_lists_get_their_reasons_after_the_page(
+    tmp_path: Path, web_run: Path, knn_run: Path
+) -> None:
+    other = tmp_path / "knn-copy"
+    shutil.copytree(knn_run, other)
+    with _client(tmp_path, web_run, keys=False, compare_run_dir=other) as c:
+        session = c.get("/web/session", params=[("h", "i2"), ("h", "i4"), ("k", "5")])
+        assert "because of" not in session.text
+        url = _reasons_url(session.text)
+        assert url.startswith("/web/reasons?h=i2&h=i4&k=5&mv=")
+        assert list(_reasons_by_item(c.get(url).text)) == _listed_items(session.text)
+        inline = c.get("/web/session", params=[("h", "i2"), ("h", "i4"), ("k", "5"), ("reasons", "1")])
+        assert _reasons_by_item(inline.text) == _reasons_by_item(c.get(url).text)
+        compare = c.get("/web/compare", params={"user": "u1_0", "k": "4"})
+        assert "because of" not in compare.text
+        served = _reasons_url(compare.text)
+        assert "model=served" in served and c.get(served).status_code == 200
+        # the compare model: reasons only when it explains itself (ItemKNN does not), from its own list
+        knn_explains = 'data-reasons="' in compare.text.split('<section class="col"')[2]
+        assert knn_explains == bool(c.app.state.web.compare_model().model.supports_explain)  # type: ignore[attr-defined]
+        assert c.get("/web/reasons", params={"user": "u1_0", "model": "nope", "v": "0-0-0"}).status_code == 400

@@ -1,5 +1,12 @@
 """The pages: ``/`` (find a user, search titles), ``/web/user``, ``/web/session``, ``/web/search``, ``/web/model``,
-``/web/compare``, ``/web/attention.svg``, ``/web/signin`` and the form post ``/web/events``.
+``/web/compare``, ``/web/attention.svg``, ``/web/reasons``, ``/web/signin`` and the form post ``/web/events``.
+
+The user, session and compare pages show their recommendation lists without explanations (explaining costs many
+rescorings of the history, occlusion one per history item); web.js then fetches the reasons from ``/web/reasons``
+(the same ``explain=true`` answer as the JSON API, cached the same way) and puts them under the matching items.
+A list carries the history version it was computed from, and ``/web/reasons`` refuses (409) a version that is no
+longer the user's, so reasons never attach to a list they were not computed for. Without JavaScript a "Show the
+reasons" link loads the page with ``reasons=1``, which explains inline.
 
 Ids travel in query strings (``/web/user?id=a%2Fb``), never in paths, so any id the JSON API accepts works and is
 checked by the same rule (1-256 printable characters). Pages are rendered with Jinja2 autoescaping: every title,
@@ -12,10 +19,10 @@ from __future__ import annotations
 import contextlib
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 import numpy as np
@@ -60,6 +67,8 @@ MAX_PAGE_K = 50
 HISTORY_SHOWN = 50
 MAX_FORM_FIELDS = 20
 SAMPLE_USERS = 8
+STABLE_TRIES = 3
+T = TypeVar("T")
 
 
 # ---------------------------------------------------------------------------------------------- errors and state
@@ -323,19 +332,84 @@ def _rec_rows(pages: ModelPages, items: Sequence[Any]) -> list[RecRow]:
 
 
 def _timeline(
-    service: RecommendationService, loaded: LoadedModel, pages: ModelPages, user_id: str
-) -> tuple[list[TimelineRow], int, tuple[int, int, int]]:
-    """The user's live history as rows (oldest first), its length and its version (changes with each event)."""
+    service: RecommendationService, loaded: LoadedModel, pages: ModelPages, user_id: str, last: int | None
+) -> tuple[list[TimelineRow], int]:
+    """The ``last`` (None: all) items of the user's live history as rows, oldest first, and the history's length.
+
+    Cards are built for the shown rows only (an ML-1M history holds up to 2,314 items; the page shows 50)."""
     history = service.live_history(loaded, user_id)
     items = loaded.model.items_
     assert items is not None
-    train = [str(i) for i in items.ids(history.item_idx[: history.train_len])]
-    rows = [TimelineRow(n + 1, pages.card(i), "training") for n, i in enumerate(train)]
+    n_train, n_stored = history.train_len, len(history.stored)
+    total = n_train + n_stored
+    first = 0 if last is None else max(0, total - last)
+    train = [str(i) for i in items.ids(history.item_idx[min(first, n_train) : n_train])]
+    rows = [TimelineRow(first + n + 1, pages.card(i), "training") for n, i in enumerate(train)]
     rows += [
-        TimelineRow(len(train) + n + 1, pages.card(e.item_id), event_time(e.timestamp))
+        TimelineRow(n_train + n + 1, pages.card(e.item_id), event_time(e.timestamp))
         for n, e in enumerate(history.stored)
+        if n_train + n >= first
     ]
-    return rows, len(rows), history.version
+    return rows, total
+
+
+def _at_one_version(
+    service: RecommendationService, loaded: LoadedModel, user_id: str, compute: Callable[[], T]
+) -> tuple[T, str]:
+    """``compute()`` (which reads the user's live history) and the history version it saw, as ``a-b-c``.
+
+    The version is read before and after: the store only appends, so equal versions mean no event arrived in
+    between and everything ``compute`` read belongs to that version; otherwise it runs again (3 tries)."""
+    version = service.live_history(loaded, user_id).version
+    for _ in range(STABLE_TRIES):
+        out = compute()
+        now = service.live_history(loaded, user_id).version
+        if now == version:
+            return out, _version_text(version)
+        version = now
+    raise WebError(
+        503,
+        f"the history of user {user_id[:40]!r} changed during each of {STABLE_TRIES} tries; try again",
+        {"Retry-After": "1"},
+    )
+
+
+def _version_text(version: tuple[int, int, int]) -> str:
+    return "-".join(map(str, version))
+
+
+@dataclass(frozen=True)
+class ReasonsLinks:
+    """Where a list's reasons come from: ``url`` (the ``/web/reasons`` fragment web.js fetches), ``link`` (the page
+    with the reasons inline, for browsers without JavaScript) and the history ``version`` the list was made for."""
+
+    url: str
+    link: str
+    version: str
+
+
+def _reasons_links(
+    request: Request,
+    loaded: LoadedModel,
+    rec: Any,
+    fragment: Sequence[tuple[str, Any]],
+    page: str,
+    page_params: Sequence[tuple[str, Any]],
+    version: str = "",
+) -> ReasonsLinks | None:
+    """The deferred reasons of ``rec`` (None when they are inline, ``reasons=1``, or there is nothing to explain:
+    a model without explanations, a popularity fallback, an empty list)."""
+    if _inline_reasons(request) or not loaded.model.supports_explain or rec.fallback is not None or not rec.items:
+        return None
+    return ReasonsLinks(
+        url=_url(request, f"{WEB_PREFIX}/reasons", [*fragment, ("v", version), ("mv", loaded.version)]),
+        link=_url(request, page, [*page_params, ("reasons", "1")]),
+        version=version,
+    )
+
+
+def _inline_reasons(request: Request) -> bool:
+    return request.query_params.get("reasons") == "1"
 
 
 def _model_summary(pages: ModelPages) -> dict[str, Any]:
@@ -430,27 +504,38 @@ def install_web(app: FastAPI, service: RecommendationService) -> None:
         user_id = _check_id(request.query_params.get("id"), "user id")
         k = _k(request)
         show_all = request.query_params.get("all") == "1"
+        inline = _inline_reasons(request)
         state = _state(request)
+        service = state.service
         loaded = _model(request)
         pages = state.pages.get(loaded)
         with _service_errors():
-            rows, total, version = _timeline(state.service, loaded, pages, user_id)
-            rec = state.service.recommend_users(loaded, [user_id], k, True)[0]
+            ((rows, total), rec), version = _at_one_version(
+                service,
+                loaded,
+                user_id,
+                lambda: (
+                    _timeline(service, loaded, pages, user_id, None if show_all else HISTORY_SHOWN),
+                    service.recommend_users(loaded, [user_id], k, inline)[0],
+                ),
+            )
         users = loaded.model.users_
         added = request.query_params.get("added")
+        page_params = [("id", user_id), ("k", k if k != DEFAULT_K else None), ("all", "1" if show_all else None)]
         context = {
             "user_id": user_id,
             "known": users is not None and user_id in users,
-            "timeline": rows if show_all else rows[-HISTORY_SHOWN:],
+            "timeline": rows,
             "history_total": total,
             "history_hidden": 0 if show_all else max(0, total - HISTORY_SHOWN),
             "recs": _rec_rows(pages, rec.items),
+            "reasons": _reasons_links(
+                request, loaded, rec, [("user", user_id), ("k", k)], f"{WEB_PREFIX}/user", page_params, version
+            ),
             "fallback": rec.fallback,
             "k": k,
             "model": _model_summary(pages),
-            "attention_url": _url(
-                request, f"{WEB_PREFIX}/attention.svg", [("user", user_id), ("v", "-".join(map(str, version)))]
-            )
+            "attention_url": _url(request, f"{WEB_PREFIX}/attention.svg", [("user", user_id), ("v", version)])
             if total and rec.fallback is None and loaded.model.supports_explain
             else None,
             "added": pages.card(added) if added else None,
@@ -491,8 +576,9 @@ def install_web(app: FastAPI, service: RecommendationService) -> None:
         state = _state(request)
         loaded = _model(request)
         pages = state.pages.get(loaded)
+        inline = _inline_reasons(request)
         with _service_errors():
-            rec = state.service.recommend_history(loaded, history, k, True)
+            rec = state.service.recommend_history(loaded, history, k, inline)
         steps = [
             {
                 "card": pages.card(item),
@@ -512,6 +598,16 @@ def install_web(app: FastAPI, service: RecommendationService) -> None:
             "steps": steps,
             "history": history,
             "recs": recs,
+            "reasons": _reasons_links(
+                request,
+                loaded,
+                rec,
+                [*(("h", h) for h in history), ("k", k)],
+                f"{WEB_PREFIX}/session",
+                [*(("h", h) for h in history), ("k", k if k != DEFAULT_K else None)],
+            )
+            if history
+            else None,
             "add_urls": add_urls,
             "fallback": rec.fallback,
             "k": k,
@@ -583,16 +679,32 @@ def install_web(app: FastAPI, service: RecommendationService) -> None:
         other = state.compare_model()
         columns = []
         if other is not None and user_id is not None:
-            lists = []
+            inline = _inline_reasons(request)
+            service = state.service
+            models = (loaded, other)
             with _service_errors():
-                for m in (loaded, other):
-                    rec = state.service.recommend_users(m, [user_id], k, True)[0]
-                    lists.append((m, rec))
-            ids = [{it.item_id for it in rec.items} for _, rec in lists]
+                recs, version = _at_one_version(
+                    service,
+                    loaded,
+                    user_id,
+                    lambda: [service.recommend_users(m, [user_id], k, inline)[0] for m in models],
+                )
+            ids = [{it.item_id for it in rec.items} for rec in recs]
             both = ids[0] & ids[1]
-            for m, rec in lists:
+            page_params = [("user", user_id), ("k", k if k != DEFAULT_K else None)]
+            for which, m, rec in zip(("served", "compare"), models, recs, strict=True):
                 p = state.pages.get(m)
-                columns.append({"model": _model_summary(p), "recs": _rec_rows(p, rec.items), "fallback": rec.fallback})
+                fragment = [("user", user_id), ("k", k), ("model", which)]
+                columns.append(
+                    {
+                        "model": _model_summary(p),
+                        "recs": _rec_rows(p, rec.items),
+                        "fallback": rec.fallback,
+                        "reasons": _reasons_links(
+                            request, m, rec, fragment, f"{WEB_PREFIX}/compare", page_params, version
+                        ),
+                    }
+                )
             overlap = len(both)
         else:
             both, overlap = set(), 0
@@ -608,6 +720,50 @@ def install_web(app: FastAPI, service: RecommendationService) -> None:
             "added": state.pages.get(loaded).card(added) if added else None,
         }
         return render(request, "compare.html", context)
+
+    @get(f"{WEB_PREFIX}/reasons")
+    def reasons_fragment(request: Request) -> HTMLResponse:
+        """The reasons of one list as HTML, one element per item keyed by its id (fetched by web.js).
+
+        ``user=ID`` (with ``v``, the history version the list was made for) or ``h=ID&h=ID`` (a session), ``k``,
+        ``model=served|compare`` and ``mv`` (the model version of the list). A ``v`` or ``mv`` that is no longer
+        current gets 409: the list on the page is stale, and its reasons are not sent.
+        """
+        authorize(request, "read")
+        k = _k(request)
+        state = _state(request)
+        service = state.service
+        which = request.query_params.get("model") or "served"
+        if which not in ("served", "compare"):
+            raise WebError(400, f"model must be 'served' or 'compare'; got {which[:20]!r}")
+        loaded = _model(request) if which == "served" else state.compare_model()
+        if loaded is None:
+            raise WebError(404, "this service holds no compare model (start it with --compare RUN2)")
+        wanted_model = request.query_params.get("mv")
+        user = request.query_params.get("user")
+        wanted = request.query_params.get("v") or ""
+
+        def stale(message: str) -> HTMLResponse:
+            return render(request, "reasons.html", {"recs": [], "version": wanted, "stale": message}, 409)
+
+        if wanted_model is not None and wanted_model != loaded.version:
+            return stale(f"the model changed (now {loaded.version}); reload the page")
+        with _service_errors():
+            if user:
+                user_id = _check_id(user, "user")
+                if not wanted:
+                    raise WebError(400, "v (the history version of the list) is missing")
+                # the list's version must hold before and after the reasons are computed (the store only appends)
+                changed = f"the history of user {user_id[:40]!r} changed; reload the page"
+                if _version_text(service.live_history(loaded, user_id).version) != wanted:
+                    return stale(changed)
+                rec = service.recommend_users(loaded, [user_id], k, True)[0]
+                if _version_text(service.live_history(loaded, user_id).version) != wanted:
+                    return stale(changed)
+            else:
+                rec = service.recommend_history(loaded, _history_param(request), k, True)
+        pages = state.pages.get(loaded)
+        return render(request, "reasons.html", {"recs": _rec_rows(pages, rec.items), "version": wanted, "stale": None})
 
     @app.get(f"{WEB_PREFIX}/attention.svg", include_in_schema=False, response_class=Response)
     def attention_svg(request: Request) -> Response:

@@ -55,4 +55,69 @@
   });
 
   window.addEventListener("popstate", function () { load(window.location.href, { method: "GET" }, false); });
+
+  // Reasons arrive after the page: each list marked data-reasons names the /web/reasons fragment of its items and
+  // the history version it was computed for. The fragment's elements are matched to the list's items by item id
+  // (compared as strings, never put into a selector). A 409 means the history or the model changed since the list
+  // was drawn: its reasons are not attached; the page is redrawn once instead. Without JavaScript the
+  // "Show the reasons" link above each list loads the page with the reasons inline.
+  var refreshes = 0;
+
+  function fillReasons(list, fragment) {
+    var items = {};
+    Array.prototype.forEach.call(list.children, function (li) {
+      if (li.hasAttribute("data-item")) { items[li.getAttribute("data-item")] = li; }
+    });
+    Array.prototype.forEach.call(fragment.querySelectorAll("[data-reasons-for]"), function (el) {
+      var id = el.getAttribute("data-reasons-for");
+      var li = Object.prototype.hasOwnProperty.call(items, id) ? items[id] : null;
+      if (!li) { return; }
+      var old = li.querySelector(".because");
+      if (old) { old.remove(); }
+      while (el.firstChild) { li.appendChild(el.firstChild); }
+    });
+  }
+
+  function loadReasons(list) {
+    var url = list.getAttribute("data-reasons");
+    var version = list.getAttribute("data-version") || "";
+    var note = list.previousElementSibling && list.previousElementSibling.hasAttribute("data-reasons-note")
+      ? list.previousElementSibling : null;
+    list.removeAttribute("data-reasons");  // once per drawn list
+    list.setAttribute("aria-busy", "true");
+    return fetch(url, { credentials: "same-origin", redirect: "follow" })
+      .then(function (response) {
+        return response.text().then(function (text) {
+          var doc = new DOMParser().parseFromString(text, "text/html");
+          var fragment = doc.getElementById("reasons");
+          if (!fragment) { return; }  // an error page (signed out, rate limit): the link stays
+          if (response.status === 409 || fragment.hasAttribute("data-stale")) {
+            if (refreshes < 1 && document.body.contains(list)) {
+              refreshes += 1;
+              load(window.location.href, { method: "GET" }, false);
+            }
+            return;
+          }
+          if (!response.ok || (fragment.getAttribute("data-version") || "") !== version) { return; }
+          if (!document.body.contains(list)) { return; }  // the page moved on meanwhile
+          fillReasons(list, fragment);
+          list.setAttribute("data-reasons-loaded", "");
+          refreshes = 0;
+          if (note) { note.hidden = true; }
+        });
+      })
+      .catch(function () { /* the "Show the reasons" link stays */ })
+      .finally(function () { list.removeAttribute("aria-busy"); });
+  }
+
+  function loadAllReasons() {
+    Array.prototype.forEach.call(document.querySelectorAll("ol[data-reasons]"), loadReasons);
+  }
+
+  document.addEventListener("attnrec:updated", loadAllReasons);
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", loadAllReasons);
+  } else {
+    loadAllReasons();
+  }
 })();
