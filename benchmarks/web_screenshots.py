@@ -4,7 +4,9 @@ Starts ``attnrec serve RUN [--compare RUN2]`` on a free loopback port with a tem
 read+write key, signs in with Debian's Chromium (Playwright, ``executable_path``), visits each page, adds one event
 through the "+ event" button, and saves ``docs/img/web-<page>.png``. With ``--timing N`` it then measures, in
 process (``fastapi.testclient.TestClient`` on the same app, torch on one thread), the time of N requests of each
-page and prints the median and 95th percentile.
+page and prints the median and 95th percentile, with the CPU, the machine load and the thread count. The
+reasons of the user, session and compare lists are timed as their own rows (``/web/reasons``, fetched by the page's
+script after the page has arrived).
 
 Usage (from the project root)::
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import shutil
 import socket
 import statistics
@@ -90,21 +93,43 @@ def screenshots(args: argparse.Namespace, db: Path) -> None:
             for name, path in pages(args.user, args.session.split(","), args.query):
                 page.goto(url + path)
                 page.wait_for_load_state("networkidle")
+                _wait_for_reasons(page)
                 page.screenshot(path=str(out / f"web-{name}.png"), full_page=name not in ("user", "compare"))
                 if name == "user":  # one click on "+ event": the lists redraw in place
                     page.locator("ol.recs li").first.get_by_role("button").click()
                     page.locator("#status").filter(has_text="as an event").wait_for()
                     page.wait_for_load_state("networkidle")
+                    _wait_for_reasons(page)
                     page.screenshot(path=str(out / "web-user-after-event.png"))
             page.set_viewport_size({"width": 400, "height": 860})
             page.goto(f"{url}/web/user?id={args.user}")
             page.wait_for_load_state("networkidle")
+            _wait_for_reasons(page)
             page.screenshot(path=str(out / "web-user-400px.png"))
             browser.close()
     finally:
         proc.terminate()
         proc.wait(timeout=20)
     print("screenshots:", ", ".join(sorted(p.name for p in out.glob("web-*.png"))))
+
+
+def _wait_for_reasons(page: object) -> None:
+    """Until every list's reasons (fetched after the page by web.js) are in, so the pictures show them."""
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "!document.querySelector('ol[data-reasons], ol[aria-busy]')", timeout=60_000
+    )
+
+
+def cpu_name() -> str:
+    """The CPU's model name from ``lscpu`` (else the platform's processor string)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return platform.processor() or "unknown CPU"
+    for line in out.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
 
 
 def timing(args: argparse.Namespace, db: Path) -> None:
@@ -128,10 +153,25 @@ def timing(args: argparse.Namespace, db: Path) -> None:
     with TestClient(create_app(settings)) as client:
         model = client.app.state.service.model().model  # type: ignore[attr-defined]
         users = [model.users_.id(i) for i in range(1, min(args.timing, len(model.users_)) + 1)]
+        served = client.app.state.service.model().version  # type: ignore[attr-defined]
+        compared = client.app.state.web.compare_model()  # type: ignore[attr-defined]
         print(f"server time per page, {args.timing} requests each (in process, one torch thread, no cache, ", end="")
         print(f"explain_method {args.explain_method})")
-        print(f"{'page':<10} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
-        named = [*pages("{user}", args.session.split(","), args.query), ("attention", "/web/attention.svg?user={user}")]
+        print(f"CPU: {cpu_name()}, {os.cpu_count()} logical CPUs; torch threads {torch.get_num_threads()}; ", end="")
+        print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+        print(f"{'page':<16} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
+        session = args.session.split(",")
+        h = "&".join(f"h={i}" for i in session)
+        named = [
+            *pages("{user}", session, args.query),
+            ("attention", "/web/attention.svg?user={user}"),
+            # the reasons fragments the pages' script fetches after load (histories untouched: version 0-0-0)
+            ("reasons user", f"/web/reasons?user={{user}}&k=10&v=0-0-0&mv={served}"),
+            ("reasons session", f"/web/reasons?{h}&k=10&mv={served}"),
+        ]
+        if compared is not None and compared.model.supports_explain:  # fetched only for a model that explains
+            compare_reasons = f"/web/reasons?user={{user}}&k=10&model=compare&v=0-0-0&mv={compared.version}"
+            named.append(("reasons compare", compare_reasons))
         for name, path in named:
             client.get(path.format(user=users[0])).raise_for_status()  # warm-up: page data, the compare model
             times = []
@@ -140,7 +180,8 @@ def timing(args: argparse.Namespace, db: Path) -> None:
                 client.get(path.format(user=users[n % len(users)])).raise_for_status()
                 times.append((time.perf_counter() - start) * 1000)
             q = statistics.quantiles(times, n=20)
-            print(f"{name:<10} {statistics.median(times):8.1f} {q[18]:8.1f} {max(times):8.1f}")
+            print(f"{name:<16} {statistics.median(times):8.1f} {q[18]:8.1f} {max(times):8.1f}")
+        print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 def main(argv: list[str] | None = None) -> None:

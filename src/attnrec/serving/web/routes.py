@@ -535,7 +535,11 @@ def install_web(app: FastAPI, service: RecommendationService) -> None:
             "fallback": rec.fallback,
             "k": k,
             "model": _model_summary(pages),
-            "attention_url": _url(request, f"{WEB_PREFIX}/attention.svg", [("user", user_id), ("v", version)])
+            "attention_url": _url(
+                request,
+                f"{WEB_PREFIX}/attention.svg",
+                [("user", user_id), ("k", k if k != DEFAULT_K else None), ("v", version)],
+            )
             if total and rec.fallback is None and loaded.model.supports_explain
             else None,
             "added": pages.card(added) if added else None,
@@ -778,13 +782,16 @@ def install_web(app: FastAPI, service: RecommendationService) -> None:
                 user_id = _check_id(user, "user")
                 hist = state.service.live_history(loaded, user_id).item_idx
                 who = f"user {user_id}"
+                # the top item of the page's own list (``k`` as on the page: the list cache answers it)
+                rec = state.service.recommend_users(loaded, [user_id], _k(request), False)[0]
+                top = items.get(rec.items[0].item_id) if len(hist) and rec.items and rec.fallback is None else None
             else:
                 hist = items.indices(_history_param(request), unknown="drop")
                 who = "this session"
-            top: int | None = None
-            if len(hist):
-                recs = loaded.model.recommend_indices(np.zeros(1, dtype=np.int64), [hist], k=1, exclude_seen=True)
-                top = int(recs.item_idx[0, 0]) if recs.item_idx.shape[1] and not recs.fallback[0] else None
+                top = None
+                if len(hist):
+                    recs = loaded.model.recommend_indices(np.zeros(1, dtype=np.int64), [hist], k=1, exclude_seen=True)
+                    top = int(recs.item_idx[0, 0]) if recs.item_idx.shape[1] and not recs.fallback[0] else None
             grid = attention_grid(loaded, hist, top)
         pages = state.pages.get(loaded)
         top_label = pages.card(str(items.id(top))).label if top else None
