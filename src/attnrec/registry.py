@@ -27,6 +27,8 @@ MODELS: dict[str, str] = {
     "content": "attnrec.models.content:ContentRecommender",
     "lr": "attnrec.models.logreg:LogisticRegression",
     "fm": "attnrec.models.fm:FactorizationMachine",
+    "din": "attnrec.models.din:DIN",
+    "autoint": "attnrec.models.autoint:AutoInt",
 }
 
 

@@ -9,6 +9,7 @@ method          needs                                          item-specific
 ``attention``   recurrent ``attention_weights``                no: the attention of the last state
 ``target-attention`` ``target_attention`` (NAIS)               yes: the item's attention over the history
 ``attributes``  ``attribute_contributions`` (content)          yes: shared attributes (``item_attribute``)
+``field-attention`` ``field_attention`` (AutoInt)              yes: interacting field pairs (``feature_field``)
 =============== ============================================== ===============================================
 
 A model explains when its class sets ``supports_explain = True``. Its default method is its class attribute
@@ -28,6 +29,7 @@ import numpy as np
 
 from attnrec.errors import ConfigError
 from attnrec.explain.base import ExplainError, Explanation, PositionExplainer
+from attnrec.explain.fields import FieldAttentionExplainer
 from attnrec.explain.occlusion import OcclusionExplainer, OcclusionSearchExplainer
 from attnrec.explain.recurrent import AttentionWeightsExplainer
 from attnrec.explain.rollout import RolloutExplainer, RolloutGradExplainer
@@ -44,6 +46,7 @@ METHODS: Mapping[str, PositionExplainer] = MappingProxyType(
             AttentionWeightsExplainer(),
             TargetAttentionExplainer(),
             AttributeExplainer(),
+            FieldAttentionExplainer(),
         )
     }
 )
@@ -57,6 +60,7 @@ PREFERENCE: tuple[str, ...] = (
     "attention",
     "target-attention",
     "attributes",
+    "field-attention",
 )
 """Order in which a model's default method is chosen (the first that applies)."""
 
