@@ -486,7 +486,9 @@ def recommend(
     for entry in payload:
         title = f"user {entry['user_id']}" if entry["user_id"] else "history"
         if entry["fallback"]:
-            title += f" ({entry['fallback']} fallback: no personal data; scores are popularity, not the model's)"
+            within = " within the user's demographic groups" if entry["fallback"] == "demographic" else ""
+            title += f" ({entry['fallback']} fallback: no personal data; scores are popularity{within}"
+            title += ", not the model's)"
         table = Table(title=title)
         if show_because:
             table.caption = f"because = {entry['explanation']['note']} ({entry['explanation']['method']})"

@@ -115,7 +115,7 @@ def recommendations_payload(
         answer: dict[str, Any] = {
             "user_id": user,
             "items": entries,
-            "fallback": "popularity" if recs.fallback[row] else None,
+            "fallback": recs.fallback_name(row),
         }
         if info is not None:
             answer["explanation"] = info

@@ -416,7 +416,7 @@ def create_app(settings: ServeSettings, *, service: RecommendationService | None
                         }
                     ]
                 )
-            results = service.recommend_users(model, body.users, k, body.explain)
+            results = service.recommend_users(model, body.users, k, body.explain, body.user_features)
         else:
             assert body.history is not None
             if len(body.history) > settings.max_history_items:
@@ -429,7 +429,7 @@ def create_app(settings: ServeSettings, *, service: RecommendationService | None
                         }
                     ]
                 )
-            results = [service.recommend_history(model, body.history, k, body.explain)]
+            results = [service.recommend_history(model, body.history, k, body.explain, body.user_features)]
         return BatchResponse(model_version=model.version, results=results)
 
     @app.post(

@@ -146,8 +146,11 @@ class RecommendationResponse(BaseModel):
     user_id: str = Field(description="The requested user ('' for an anonymous session).")
     model_version: str
     items: list[RecommendedItem]
-    fallback: Literal["popularity"] | None = Field(
-        description="'popularity' when the model could not personalise (no history, unknown user)."
+    fallback: Literal["popularity", "demographic"] | None = Field(
+        description="Which fallback answered when the model could not personalise (no history, unknown user): "
+        "'demographic' (the most popular items among users of the same demographic groups; the run was trained "
+        "with --users and the user is described there, or user_features was given) or 'popularity' (global "
+        "popularity); null when the model's own scores answered."
     )
 
 
@@ -160,6 +163,13 @@ class BatchRequest(BaseModel):
     history: list[Id] | None = Field(None, max_length=MAX_HISTORY, description="Item ids, oldest first.")
     k: int = Field(10, ge=1, le=MAX_K)
     explain: bool = False
+    user_features: dict[Id, Id | float | list[Id]] | None = Field(
+        None,
+        max_length=64,
+        description='Demographics given now, {field: value} (e.g. {"gender": "F", "age": 25}), for the '
+        "requests the model cannot personalise (unknown users, empty histories): they get the 'demographic' "
+        "fallback when a value matches a group of the run's --users file. Unknown fields and values are ignored.",
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> BatchRequest:

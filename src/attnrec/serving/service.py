@@ -11,12 +11,13 @@ by the next recommendation, whichever process or thread wrote it.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -229,10 +230,16 @@ class RecommendationService:
 
     # ------------------------------------------------------------------ recommendations
     def recommend_users(
-        self, loaded: LoadedModel, user_ids: Sequence[str], k: int, explain: bool
+        self,
+        loaded: LoadedModel,
+        user_ids: Sequence[str],
+        k: int,
+        explain: bool,
+        user_features: Mapping[str, Any] | None = None,
     ) -> list[RecommendationResponse]:
         histories = [self.live_history(loaded, u) for u in user_ids]
-        keys = [(loaded.version, u, k, explain, h.version) for u, h in zip(user_ids, histories, strict=True)]
+        given = None if user_features is None else json.dumps(user_features, sort_keys=True)
+        keys = [(loaded.version, u, k, explain, h.version, given) for u, h in zip(user_ids, histories, strict=True)]
         out: list[RecommendationResponse | None] = [self.cache.get(key) for key in keys]
         self.metrics.cache.labels(result="hit").inc(sum(r is not None for r in out))
         missing = [n for n, r in enumerate(out) if r is None]
@@ -248,6 +255,7 @@ class RecommendationService:
                 k,
                 explain,
                 None if any(t is None for t in times) else times,  # type: ignore[arg-type]
+                user_features,
             )
             for n, new in zip(missing, fresh, strict=True):
                 out[n] = new
@@ -258,12 +266,19 @@ class RecommendationService:
         return done
 
     def recommend_history(
-        self, loaded: LoadedModel, item_ids: Sequence[str], k: int, explain: bool
+        self,
+        loaded: LoadedModel,
+        item_ids: Sequence[str],
+        k: int,
+        explain: bool,
+        user_features: Mapping[str, Any] | None = None,
     ) -> RecommendationResponse:
         items = loaded.model.items_
         assert items is not None
         hist = items.indices(item_ids, unknown="drop")
-        response = self._recommend(loaded, [""], np.zeros(1, dtype=np.int64), [hist], k, explain)[0]
+        response = self._recommend(loaded, [""], np.zeros(1, dtype=np.int64), [hist], k, explain, None, user_features)[
+            0
+        ]
         self._count(response)
         return response
 
@@ -282,9 +297,14 @@ class RecommendationService:
         k: int,
         explain: bool,
         times: list[np.ndarray] | None = None,
+        user_features: Mapping[str, Any] | None = None,
     ) -> list[RecommendationResponse]:
         model = loaded.model
-        recs = model.recommend_indices(uidx, histories, k=k, exclude_seen=True, user_ids=user_ids, times=times)
+        # users the model cannot personalise: their demographic groups (fitted --users file, or given now)
+        demographics = [model.demographic_groups(u, user_features) for u in user_ids]
+        recs = model.recommend_indices(
+            uidx, histories, k=k, exclude_seen=True, user_ids=user_ids, times=times, demographics=demographics
+        )
         can_explain = explain and model.supports_explain
         out = []
         for row, user_id in enumerate(user_ids):
@@ -311,7 +331,7 @@ class RecommendationService:
                     user_id=user_id,
                     model_version=loaded.version,
                     items=items,
-                    fallback="popularity" if fallback else None,
+                    fallback=recs.fallback_name(row),  # type: ignore[arg-type]
                 )
             )
         return out
