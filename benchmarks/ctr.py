@@ -44,7 +44,7 @@ def run(model: str, data: str, seed: int, args: argparse.Namespace) -> dict[str,
     if not metrics.exists() or args.force:
         if out.exists():
             subprocess.run(["rm", "-rf", str(out)], check=True)
-        subprocess.run(cmd, check=True)
+        subprocess.run(cmd, check=True, stdout=sys.stderr)  # the CLI's own tables stay out of the Markdown
     return dict(json.loads(metrics.read_text()))
 
 
