@@ -502,17 +502,24 @@ class Recommender(ABC):
         return explain_history(self, history, items, top=top, method=method)
 
     def explain_attributions(
-        self, history: np.ndarray, items: np.ndarray, *, top: int = 5, method: str | None = None
+        self,
+        history: np.ndarray,
+        items: np.ndarray,
+        *,
+        top: int = 5,
+        method: str | None = None,
+        user_idx: int | None = None,
     ) -> list[Any]:
         """Why each of ``items`` is recommended after ``history``: one
         :class:`~attnrec.explain.base.Explanation` per item whose attributions may credit history items, item
         attributes or feature fields (what ``recommend --explain`` and the service's ``because`` show). A model
-        that overrides :meth:`explain_indices` with its own history-item reasons gets those."""
+        that overrides :meth:`explain_indices` with its own history-item reasons gets those. ``user_idx``: the
+        user asking (0 / None: anonymous), for methods that depend on it (AutoInt's field attention)."""
         from attnrec.explain.base import Attribution, Explanation
         from attnrec.explain.methods import explain
 
         if type(self).explain_indices is Recommender.explain_indices:
-            return explain(self, history, items, top=top, method=method)
+            return explain(self, history, items, top=top, method=method, user=user_idx)
         history = np.asarray(history, dtype=np.int64)
         last = {int(h): pos for pos, h in enumerate(history.tolist())}
         pairs = self.explain_indices(history, np.asarray(items, dtype=np.int64), top=top, method=method)

@@ -174,3 +174,22 @@ def test_numeric_fields_are_value_times_embedding() -> None:
     old, young = int(np.argmax(age)) + 1, int(np.argmin(age)) + 1
     probs = model.score_pairs(np.asarray([old, young]), np.asarray([1, 1]))
     assert probs[0] > 0.8 and probs[1] < 0.2, probs
+
+
+def test_recommend_explain_explains_the_asking_user(
+    xor_fit: tuple[AutoInt, Interactions, Interactions, UserFeatures, ItemFeatures],
+) -> None:
+    """`recommend --explain` (and the service) pass the user to the field attention: the known user's own
+    fields take part, so the interacting pair names a user field."""
+    from attnrec.explain.text import recommendations_payload
+
+    model, train, _, _, _ = xor_fit
+    assert model.users_ is not None
+    users = [model.users_.id(int(u)) for u in np.unique(train.user_idx)[:20]]
+    payload = recommendations_payload(model, users=users, k=1, explain=True)
+    top = [entry["items"][0]["because"][0] for entry in payload if entry["items"][0].get("because")]
+    assert len(top) == len(users)
+    assert all(b["kind"] == "feature_field" for b in top)
+    share = np.mean([b["name"] == "user.a x item.b" for b in top])
+    assert share >= 0.8, f"top field pairs: {[b['name'] for b in top]}"
+    assert payload[0]["explanation"]["note"].startswith("feature-field pairs")

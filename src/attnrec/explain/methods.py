@@ -21,6 +21,7 @@ the 3 most recent items for far more users than any attention-based method (``do
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -123,7 +124,13 @@ def get_explainer(model: Any, method: str | None = None) -> PositionExplainer:
 
 
 def explain(
-    model: Any, history: np.ndarray, items: np.ndarray, *, top: int = 5, method: str | None = None
+    model: Any,
+    history: np.ndarray,
+    items: np.ndarray,
+    *,
+    top: int = 5,
+    method: str | None = None,
+    user: int | None = None,
 ) -> list[Explanation]:
     """Why each of ``items`` was recommended after ``history``.
 
@@ -133,6 +140,8 @@ def explain(
         items: item indices of the recommended items.
         top: most attributions per explanation (``>= 1``).
         method: a name of :data:`METHODS` the model supports; None: :func:`default_method`.
+        user: the user's index, for methods whose explanation depends on who asks (``field-attention``: the
+            user's id and feature fields); None or 0: an unknown user. Other methods ignore it.
 
     Returns:
         One :class:`Explanation` per item, in the order of ``items``; attributions largest first, only positive
@@ -145,7 +154,10 @@ def explain(
     if isinstance(top, bool) or not isinstance(top, int | np.integer) or top < 1:
         raise ConfigError(f"the 'top' parameter of explain must be an int >= 1; got {top!r}")
     explainer = get_explainer(model, method)
-    return explainer.explain(model, np.asarray(history, dtype=np.int64), np.asarray(items, dtype=np.int64), int(top))
+    hist, its = np.asarray(history, dtype=np.int64), np.asarray(items, dtype=np.int64)
+    if user and "user" in inspect.signature(explainer.explain).parameters:
+        return explainer.explain(model, hist, its, int(top), user=int(user))  # type: ignore[call-arg]
+    return explainer.explain(model, hist, its, int(top))
 
 
 def explain_history(

@@ -25,6 +25,13 @@ HISTORY_LEVEL_METHODS = frozenset(name for name, e in METHODS.items() if not e.i
 """Explanation methods whose weights depend on the history only (the same ``because`` for every item)."""
 
 
+METHOD_NOTES = {
+    "attributes": "item attributes shared with the history that drove each recommended item",
+    "field-attention": "feature-field pairs whose interaction drove each recommended item",
+}
+"""Notes of the methods whose reasons are not history items."""
+
+
 def explanation_info(model: Recommender, explain_method: str | None) -> dict[str, Any]:
     """``{"method", "item_specific", "note"}``: how the ``because`` lists of ``model`` were made."""
     if not model.supports_explain:
@@ -41,11 +48,12 @@ def explanation_info(model: Recommender, explain_method: str | None) -> dict[str
         own = None if default is None or default.default is inspect.Parameter.empty else default.default
         method = str(own) if own is not None else default_method(model)
     item_specific = is_item_specific(method)
-    note = (
-        "history items that drove each recommended item"
-        if item_specific
-        else "what this history emphasises (the same for every recommended item)"
-    )
+    if method in METHOD_NOTES:
+        note = METHOD_NOTES[method]
+    elif item_specific:
+        note = "history items that drove each recommended item"
+    else:
+        note = "what this history emphasises (the same for every recommended item)"
     return {"method": method, "item_specific": item_specific, "note": note}
 
 
@@ -77,6 +85,7 @@ def recommendations_payload(
     info = explanation_info(model, explain_method) if explain else None
     can_explain = explain and model.supports_explain
     payload: list[dict[str, Any]] = []
+    recs_uidx = [model.users_.get(u) if u else 0 for u in recs.users]
     for row, user in enumerate(recs.users):
         if histories is not None:
             hist = model.items_.indices(histories[row], unknown="drop")
@@ -87,7 +96,9 @@ def recommendations_payload(
         item_idx = recs.item_idx[row][valid]
         because: list[tuple[Any, ...]] = [() for _ in item_idx]
         if can_explain and len(hist) and not recs.fallback[row] and len(item_idx):
-            explained = model.explain_attributions(np.asarray(hist), item_idx, top=top_because, method=explain_method)
+            explained = model.explain_attributions(
+                np.asarray(hist), item_idx, top=top_because, method=explain_method, user_idx=int(recs_uidx[row])
+            )
             because = [e.attributions for e in explained]
         for pos, idx in enumerate(item_idx.tolist()):
             item_id = model.items_.id(idx)

@@ -316,7 +316,7 @@ class RecommendationService:
             fallback = bool(recs.fallback[row])
             because: list[list[Because]] = [[] for _ in keep]
             if can_explain and not fallback and len(histories[row]) and keep:
-                because = self._explain(loaded, histories[row], recs.item_idx[row, keep])
+                because = self._explain(loaded, histories[row], recs.item_idx[row, keep], int(uidx[row]))
             items = [
                 RecommendedItem(
                     item_id=str(recs.items[row, j]),
@@ -350,7 +350,9 @@ class RecommendationService:
             return str(own)
         return "occlusion" if "occlusion" in methods_for(model) else None
 
-    def _explain(self, loaded: LoadedModel, history: np.ndarray, items: np.ndarray) -> list[list[Because]]:
+    def _explain(
+        self, loaded: LoadedModel, history: np.ndarray, items: np.ndarray, user_idx: int = 0
+    ) -> list[list[Because]]:
         model = loaded.model
         assert model.items_ is not None
         explained = model.explain_attributions(
@@ -358,6 +360,7 @@ class RecommendationService:
             np.asarray(items, dtype=np.int64),
             top=self.settings.explain_top,
             method=self.explain_method(model),
+            user_idx=user_idx,
         )
         out: list[list[Because]] = []
         for explanation in explained:
