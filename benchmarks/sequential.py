@@ -39,6 +39,9 @@ DATASETS: dict[str, tuple[Path, str]] = {
     "ml-1m": (DATA / "ml-1m" / "ml-1m.txt", "sasrec"),
     "beauty": (DATA / "amazon-beauty" / "Beauty.txt", "sequence"),
     "lastfm": (DATA / "lastfm" / "LastFM.txt", "sequence"),
+    # logs with timestamps (for time_inputs): ML-100K and the first half of the ML-1M ratings
+    "ml-100k": (DATA / "ml-100k" / "u.data", "udata"),
+    "ml-1m-ratings": (DATA / "ml-1m" / "extra" / "ratings_partial_users1-2999.dat", "movielens"),
 }
 
 
@@ -72,7 +75,9 @@ def cpu_name() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a registered sequential model (sasrec, narm, ...)")
-    parser.add_argument("--data", default="ml-1m", help="ml-1m, beauty, lastfm or a path to a log file")
+    parser.add_argument(
+        "--data", default="ml-1m", help="ml-1m, beauty, lastfm, ml-100k, ml-1m-ratings or a path to a log file"
+    )
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     parser.add_argument("--threads", type=int, default=2, help="threads per training process")

@@ -37,11 +37,10 @@ def small_log() -> Interactions:
     # u1: a x b y (history a b; targets x y) / u2: c x (history c; target x) / u3: y only (no history: not a
     # test user) / u4: a d (no held-out item: not a test user). Item order of first appearance: a x b y c d.
     return log(
-        [("u1", "a"), ("u1", "x"), ("u1", "b"), ("u1", "y"), ("u2", "c"), ("u2", "x")]
-        + [("u3", "y")]
-        + [
-            ("u4", "a"),
-            ("u4", "d"),
+        [
+            *[("u1", "a"), ("u1", "x"), ("u1", "b"), ("u1", "y"), ("u2", "c"), ("u2", "x")],
+            ("u3", "y"),
+            *[("u4", "a"), ("u4", "d")],
         ]
     )
 
