@@ -105,6 +105,6 @@ def test_registered_and_embed_dim_recorded() -> None:
     model = create_model("fm", {"embed_dim": 8})
     assert isinstance(model, FactorizationMachine)
     assert model.task == "ctr" and model.predicts_probabilities
-    assert FMConfig().embed_dim == 16
+    assert FMConfig().embed_dim == 64
     with pytest.raises(Exception, match="embed_dim"):
         create_model("fm", {"embed_dim": 0})
