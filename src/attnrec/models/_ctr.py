@@ -66,6 +66,27 @@ def categorical_fields(table: FeatureTable | None, *, buckets: bool) -> list[tup
     return [(f.name, f.columns) for f in table.fields if buckets or f.kind != "numeric"]
 
 
+class FeatureTablesState:
+    """Saving and loading of a click model's encoded feature tables (``item_table_``, ``user_table_``) next to its
+    weights: a mixin listed before the model's base class (``class DIN(FeatureTablesState, NeuralRecommender)``)."""
+
+    item_table_: FeatureTable | None
+    user_table_: FeatureTable | None
+
+    def _get_state(self) -> dict[str, np.ndarray]:
+        arrays, _ = tables_state({"item_table": self.item_table_, "user_table": self.user_table_})
+        return {**super()._get_state(), **arrays}  # type: ignore[misc]
+
+    def _get_meta(self) -> dict[str, Any]:
+        _, meta = tables_state({"item_table": self.item_table_, "user_table": self.user_table_})
+        return {**super()._get_meta(), "tables": meta}  # type: ignore[misc]
+
+    def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        tables, rest = tables_from_state(arrays, dict(meta.get("tables", {})), ("item_table", "user_table"))
+        self.item_table_, self.user_table_ = tables["item_table"], tables["user_table"]
+        super()._set_state(rest, meta)  # type: ignore[misc]
+
+
 class FieldBag(nn.Module):
     """One ``dim``-vector per (row, field): the mean embedding of the row's values of the field (0: no value).
 

@@ -32,13 +32,12 @@ from attnrec.data.interactions import Interactions
 from attnrec.errors import ConfigError
 from attnrec.explain.fields import field_pairs
 from attnrec.models._ctr import (
+    FeatureTablesState,
     FieldBag,
     categorical_fields,
     ctr_validation,
     encode_features,
     impression_batches,
-    tables_from_state,
-    tables_state,
 )
 from attnrec.training.neural import NeuralConfig, NeuralRecommender
 from attnrec.training.search_space import Choice, FloatRange, SearchSpace
@@ -173,7 +172,7 @@ class AutoIntNet(nn.Module):
         return logit, maps
 
 
-class AutoInt(NeuralRecommender):
+class AutoInt(FeatureTablesState, NeuralRecommender):
     """AutoInt click model over user id, item id and the user / item feature fields.
 
     Task ``ctr`` (probabilities). It does not read histories (``uses_history`` false): unknown users get the
@@ -290,20 +289,6 @@ class AutoInt(NeuralRecommender):
         share of the off-diagonal attention), largest first."""
         att, names = self.field_attention(user_idx, items)
         return [pairs[:top] for pairs in field_pairs(att, names)]
-
-    # ------------------------------------------------------------------ persistence
-    def _get_state(self) -> dict[str, np.ndarray]:
-        arrays, _ = tables_state({"item_table": self.item_table_, "user_table": self.user_table_})
-        return {**super()._get_state(), **arrays}
-
-    def _get_meta(self) -> dict[str, Any]:
-        _, meta = tables_state({"item_table": self.item_table_, "user_table": self.user_table_})
-        return {**super()._get_meta(), "tables": meta}
-
-    def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        tables, rest = tables_from_state(arrays, dict(meta.get("tables", {})), ("item_table", "user_table"))
-        self.item_table_, self.user_table_ = tables["item_table"], tables["user_table"]
-        super()._set_state(rest, meta)
 
 
 __all__ = ["CITATION", "AutoInt", "AutoIntConfig", "AutoIntNet"]

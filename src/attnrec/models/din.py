@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from attnrec.data.features import FeatureTable
 from attnrec.data.interactions import Interactions
 from attnrec.models._ctr import (
+    FeatureTablesState,
     FieldBag,
     PriorHistories,
     categorical_fields,
@@ -38,8 +39,6 @@ from attnrec.models._ctr import (
     impression_batches,
     padded,
     pair_histories,
-    tables_from_state,
-    tables_state,
 )
 from attnrec.training.neural import NeuralConfig, NeuralRecommender
 from attnrec.training.search_space import Choice, FloatRange, SearchSpace
@@ -194,7 +193,7 @@ class DINNet(nn.Module):
         return self.mlp(x).squeeze(-1), weights
 
 
-class DIN(NeuralRecommender):
+class DIN(FeatureTablesState, NeuralRecommender):
     """DIN click model: target attention over the user's positive history, conditioned on the candidate.
 
     Task ``ctr`` (trained on labelled impressions; probabilities), ``uses_history`` (an anonymous history is
@@ -347,20 +346,6 @@ class DIN(NeuralRecommender):
             return np.zeros((len(items), len(history)), dtype=np.float32)
         _, weights = self._forward(np.zeros(1, dtype=np.int64), history[None, :], items[None, :])
         return np.abs(self.numpy(weights[0]))
-
-    # ------------------------------------------------------------------ persistence
-    def _get_state(self) -> dict[str, np.ndarray]:
-        arrays, _ = tables_state({"item_table": self.item_table_, "user_table": self.user_table_})
-        return {**super()._get_state(), **arrays}
-
-    def _get_meta(self) -> dict[str, Any]:
-        _, meta = tables_state({"item_table": self.item_table_, "user_table": self.user_table_})
-        return {**super()._get_meta(), "tables": meta}
-
-    def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        tables, rest = tables_from_state(arrays, dict(meta.get("tables", {})), ("item_table", "user_table"))
-        self.item_table_, self.user_table_ = tables["item_table"], tables["user_table"]
-        super()._set_state(rest, meta)
 
 
 __all__ = ["CITATION", "DIN", "DINConfig", "DINNet", "Dice", "PReLU"]

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from attnrec.data.features import FeatureTable
 from attnrec.data.interactions import Interactions
 from attnrec.errors import ConfigError
-from attnrec.models._ctr import ctr_validation, encode_features, impression_batches, tables_from_state, tables_state
+from attnrec.models._ctr import FeatureTablesState, ctr_validation, encode_features, impression_batches
 from attnrec.nn.fields import PairFields
 from attnrec.training.neural import NeuralConfig, NeuralRecommender
 from attnrec.training.search_space import FloatRange, SearchSpace
@@ -116,7 +116,7 @@ class LogRegNet(nn.Module):
         return self.bias + a_u[:, None] + a_i[None, :] + s_u @ s_i.T
 
 
-class LogisticRegression(NeuralRecommender):
+class LogisticRegression(FeatureTablesState, NeuralRecommender):
     """Logistic regression over user id, item id and user / item feature fields.
 
     Task ``ctr`` (probabilities). It reads no histories (``uses_history`` false): unknown users get the
@@ -213,20 +213,6 @@ class LogisticRegression(NeuralRecommender):
             out[s : s + PAIR_CHUNK] = self.numpy(torch.sigmoid(logits))
         out[items == 0] = np.nan
         return out
-
-    # ------------------------------------------------------------------ persistence
-    def _get_state(self) -> dict[str, np.ndarray]:
-        arrays, _ = tables_state({"item_table": self.item_table_, "user_table": self.user_table_})
-        return {**super()._get_state(), **arrays}
-
-    def _get_meta(self) -> dict[str, Any]:
-        _, meta = tables_state({"item_table": self.item_table_, "user_table": self.user_table_})
-        return {**super()._get_meta(), "tables": meta}
-
-    def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        tables, rest = tables_from_state(arrays, dict(meta.get("tables", {})), ("item_table", "user_table"))
-        self.item_table_, self.user_table_ = tables["item_table"], tables["user_table"]
-        super()._set_state(rest, meta)
 
 
 __all__ = ["CITATION", "LogRegConfig", "LogRegNet", "LogisticRegression", "prior_logit"]
