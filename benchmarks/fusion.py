@@ -1,18 +1,22 @@
 """Fusion of SASRec and EASE against each member: leave-one-out, full ranking, paired tests per user.
 
-Protocol (the one of ``benchmarks/sequential.py``): per user the last event is test, the second last validation,
-the rest training. Per seed one ``fusion`` model is fitted on *train*: it trains its members (SASRec with its
-defaults and early stopping on validation, EASE with ``--ease-l2``), then chooses the blend weight alpha on the
-validation events with histories = train (21 points of [0, 1], NDCG@10). Fusion and each member are then
-evaluated once on *test* with history = train + valid, ranking every item not in the history; the fusion is
-compared with each member by a paired t-test and a Wilcoxon signed-rank test on the per-user test NDCG@10
-(:func:`attnrec.evaluation.stats.paired_test`). The members evaluated are the fusion's own members, so the
-comparison is paired on the very same models.
+Protocol (the one of ``benchmarks/sequential.py``): per user the last event is test, the second last validation, the
+rest training. Per seed one ``fusion`` model is fitted on *train*: it trains its members (SASRec with its defaults
+and early stopping on validation, EASE with its defaults or ``--ease-l2``), then chooses the blend weight alpha on
+the validation events with histories = train (21 points of [0, 1], NDCG@10). Fusion and each member are then
+evaluated once on *test* with history = train + valid, ranking every item not in the history; the fusion is compared
+with each member by a paired t-test and a Wilcoxon signed-rank test on the per-user test NDCG@10
+(:func:`attnrec.evaluation.stats.paired_test`). The members evaluated are the fusion's own members, so the comparison
+is paired on the very same models.
+
+The same comparison as a generated table of ``docs/benchmarks.md`` (members trained once, as cells of their own;
+paired tests against the best model): ``benchmarks/configs/fusion.toml``. This script stays for the paired test
+of the fusion against *each* member.
 
 Usage (from the project root)::
 
     flock /work/bench/heavy.lock .venv/bin/python benchmarks/fusion.py --data lastfm --seeds 0,1,2 \
-        [--normalisation rank] [--ease-l2 50] [--threads 2] [--out results.json]
+        [--normalisation rank] [--ease-l2 L2] [--threads 2] [--out results.json]
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="lastfm, beauty, ml-1m or a path")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--normalisation", default="rank", choices=["rank", "zscore", "minmax", "rrf"])
-    parser.add_argument("--ease-l2", type=float, default=50.0)
+    parser.add_argument("--ease-l2", type=float, default=None, help="EASE l2 (default: the EASE default)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
@@ -65,7 +69,10 @@ def main() -> None:
         start = time.perf_counter()
         fusion = Fusion(
             {
-                "members": [{"model": "sasrec"}, {"model": "ease", "params": {"l2": args.ease_l2}}],
+                "members": [
+                    {"model": "sasrec"},
+                    {"model": "ease", "params": {} if args.ease_l2 is None else {"l2": args.ease_l2}},
+                ],
                 "normalisation": args.normalisation,
             }
         )
@@ -106,7 +113,7 @@ def sd(x: np.ndarray) -> str:
 def print_table(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     out = sys.stdout
     out.write(
-        f"\nfusion (sasrec + ease l2={args.ease_l2}, {args.normalisation}) on {args.data}, seeds "
+        f"\nfusion (sasrec + ease l2={args.ease_l2 or 'default'}, {args.normalisation}) on {args.data}, seeds "
         f"{','.join(str(r['seed']) for r in rows)}\n\n"
     )
     out.write("| model | HR@10 | NDCG@10 | valid NDCG@10 |\n|---|---|---|---|\n")

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 import attnrec.runs
 from attnrec.cli.main import app
 from attnrec.data.synthetic import make_synthetic
+from attnrec.errors import ConfigError
 from attnrec.evaluation.benchmark import (
     CELL_JSON,
     CellTimeoutError,
@@ -308,3 +309,96 @@ def _toml(text: str) -> dict[str, Any]:
     import tomllib
 
     return tomllib.loads(text)
+
+
+FUSION_CONFIG = (
+    CONFIG
+    + """
+[[models]]
+name = "fusion"
+label = "blend"
+params = { members = [{ cell = "popularity" }, { cell = "als" }], grid_points = 5 }
+"""
+)
+
+
+def test_a_fusion_of_cells_blends_the_finished_member_runs_and_follows_their_keys(
+    bench: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from attnrec.runs import load_run
+
+    (bench / "bench.toml").write_text(FUSION_CONFIG, encoding="utf-8")
+    first = Counter(monkeypatch)
+    result = _run(bench)
+    assert result.exit_code == 0, result.output
+    assert len(first.calls) == 6
+    out = bench / "out" / "cells" / "synth"
+    for seed in (1, 2):
+        folder = out / "blend" / f"seed-{seed}"
+        fusion, config = load_run(folder)
+        assert config is not None
+        # the members are the runs of the same seed's member cells, not models the fusion trained again
+        assert [m["run"] for m in config.params["members"]] == [
+            str(out / "popularity" / f"seed-{seed}"),
+            str(out / "als" / f"seed-{seed}"),
+        ]
+        assert [m["source"] for m in fusion.train_info_["members"]] == [
+            str(out / name / f"seed-{seed}") for name in ("popularity", "als")
+        ]
+        als, _ = load_run(out / "als" / f"seed-{seed}")
+        users = np.arange(1, 6)
+        histories = [als.history(int(u)) for u in users]
+        np.testing.assert_allclose(
+            fusion.members_[1].score_indices(users, histories)[:, 1:], als.score_indices(users, histories)[:, 1:]
+        )
+    report = json.loads((bench / "out" / "report" / "report.json").read_text())
+    assert set(report["datasets"]["synth"]["models"]) == {"popularity", "als", "blend"}
+    # a changed member reruns that member and the fusion built on it, nothing else
+    (bench / "bench.toml").write_text(FUSION_CONFIG.replace("iterations = 3", "iterations = 4"), encoding="utf-8")
+    second = Counter(monkeypatch)
+    assert _run(bench).exit_code == 0
+    assert sorted(str(Path(c).relative_to(out)) for c in second.calls) == [
+        "als/seed-1",
+        "als/seed-2",
+        "blend/seed-1",
+        "blend/seed-2",
+    ]
+    # moving the report folder keeps every key: nothing is recomputed in a copy
+    import shutil
+
+    shutil.copytree(bench / "out", bench / "moved")
+    third = Counter(monkeypatch)
+    moved = runner.invoke(
+        app, ["benchmark", "--config", str(bench / "bench.toml"), "--out", str(bench / "moved"), "--quiet"]
+    )
+    assert moved.exit_code == 0, moved.output
+    assert third.calls == []
+
+
+def test_a_fusion_cell_whose_member_cell_did_not_finish_fails_naming_it(bench: Path) -> None:
+    config = parse_benchmark_config({**_toml(FUSION_CONFIG)})
+    plan = plan_benchmark(config, bench / "out", base_dir=bench)
+    blend = next(c for c in plan.cells if c.model == "blend" and c.seed == 1)
+    assert [n.name for n in blend.needs] == ["synth/popularity/seed-1", "synth/als/seed-1"]
+    run_cell(blend.needs[0])
+    with pytest.raises(ConfigError, match=r"synth/blend/seed-1: member cell synth/als/seed-1 has no finished run"):
+        run_cell(blend)
+    assert not blend.folder.exists()
+
+
+@pytest.mark.parametrize(
+    ("members", "expected"),
+    [
+        ('[{ cell = "nope" }]', "models[2].params.members[0].cell: must name a model listed before this one"),
+        ('[{ cell = "blend" }]', "listed before: popularity, als); got 'blend'"),
+        ('[{ cell = "als", run = "x" }]', "models[2] (blend):"),
+    ],
+)
+def test_fusion_cell_references_are_checked_before_anything_runs(bench: Path, members: str, expected: str) -> None:
+    text = FUSION_CONFIG.replace('[{ cell = "popularity" }, { cell = "als" }]', members)
+    (bench / "bench.toml").write_text(text, encoding="utf-8")
+    result = _run(bench)
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert not (bench / "out").exists()

@@ -26,6 +26,7 @@ import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -156,6 +157,8 @@ class Cell:
     folder: Path
     key: str
     time_limit: float | None
+    needs: tuple[Cell, ...] = ()
+    """Cells whose run folders this cell reads (a ``fusion`` whose members are ``{cell = LABEL}``)."""
 
     @property
     def name(self) -> str:
@@ -247,6 +250,14 @@ def _check_names(config: BenchmarkConfig, where: str) -> None:
                 )
             if names.index(name) != i:
                 raise ConfigError(f"{where}: {what}[{i}].{key}: {name!r} is used twice (give a distinct label)")
+    for i, entry_m in enumerate(config.models):
+        earlier = [m.key for m in config.models[:i]]
+        for j, label in _cell_members(entry_m.params):
+            if label not in earlier:
+                raise ConfigError(
+                    f"{where}: models[{i}].params.members[{j}].cell: must name a model listed before this one "
+                    f"(its cells are the members; listed before: {', '.join(earlier) or 'none'}); got {label!r}"
+                )
     if len(set(config.seeds)) != len(config.seeds):
         raise ConfigError(f"{where}: seeds: each seed once; got {config.seeds}")
     if min(config.ks) < 1:
@@ -260,6 +271,24 @@ def _check_names(config: BenchmarkConfig, where: str) -> None:
                     f"{where}: {key}: {metric!r} is not a metric this benchmark computes (a ranking metric at one "
                     f"of ks {config.ks} such as 'ndcg@{config.ks[0]}', or rmse, mae, auc, gauc, logloss)"
                 )
+
+
+def _cell_members(params: dict[str, Any]) -> list[tuple[int, str]]:
+    """``(position, label)`` of the members given as ``{cell = LABEL}`` in ``params["members"]`` (fusion)."""
+    members = params.get("members")
+    if not isinstance(members, list | tuple):
+        return []
+    return [(j, str(m["cell"])) for j, m in enumerate(members) if isinstance(m, dict) and set(m) == {"cell"}]
+
+
+def _with_member_runs(params: dict[str, Any], runs: dict[str, str]) -> dict[str, Any]:
+    """``params`` with each member ``{cell = LABEL}`` replaced by ``{run = runs[LABEL]}``."""
+    if not _cell_members(params):
+        return dict(params)
+    members = [
+        {"run": runs[str(m["cell"])]} if isinstance(m, dict) and set(m) == {"cell"} else m for m in params["members"]
+    ]
+    return {**params, "members": members}
 
 
 # ------------------------------------------------------------------------------------------------------ plan
@@ -278,12 +307,13 @@ def plan_benchmark(
     every model's hyperparameters and build the cells (``flat``: the single-dataset form, ``out/LABEL``;
     otherwise ``out/cells/DATASET/LABEL/seed-N``)."""
     from attnrec.registry import create_model
-    from attnrec.runs import DataSpec, RunConfig, file_sha256
+    from attnrec.runs import DataSpec, file_sha256
 
     base = base_dir or Path.cwd()
     for i, model_entry in enumerate(config.models):
+        placeholders = {label: f"<cell {label}>" for _, label in _cell_members(model_entry.params)}
         try:
-            create_model(model_entry.name, model_entry.params)
+            create_model(model_entry.name, _with_member_runs(model_entry.params, placeholders))
         except ConfigError as exc:
             raise ConfigError(f"{where}: models[{i}] ({model_entry.key}): {exc}") from None
     datasets: list[DatasetPlan] = []
@@ -308,34 +338,66 @@ def plan_benchmark(
         except ValidationError as exc:
             raise ConfigError(f"{where}: {_pydantic_line(exc, ('datasets', i))}") from None
         datasets.append(DatasetPlan(name, files, sha))
+        planned: dict[tuple[str, int], Cell] = {}
         for entry_m in config.models:
+            refs = [label for _, label in _cell_members(entry_m.params)]
             for seed in config.seeds:
-                try:
-                    run_config = RunConfig(
-                        model=entry_m.name,
-                        params=dict(entry_m.params),
-                        data=spec,
-                        seed=seed,
-                        ks=tuple(config.ks),
-                        threads=threads if threads is not None else config.threads,
-                        device=device or config.device,
-                        **settings,
-                    ).resolved()
-                except ValidationError as exc:
-                    raise ConfigError(f"{where}: {_pydantic_line(exc, ('datasets', i))}") from None
+                needs = tuple(planned[(label, seed)] for label in refs)
                 folder = out / entry_m.key if flat else out / "cells" / name / entry_m.key / f"seed-{seed}"
-                cells.append(
-                    Cell(
-                        dataset=name,
-                        model=entry_m.key,
-                        seed=seed,
-                        run_config=run_config,
-                        folder=folder,
-                        key=cell_key(run_config, sha),
-                        time_limit=entry_m.time_limit or config.time_limit,
-                    )
+
+                build = partial(
+                    _run_config,
+                    entry_m.name,
+                    spec=spec,
+                    seed=seed,
+                    ks=tuple(config.ks),
+                    threads=threads if threads is not None else config.threads,
+                    device=device or config.device,
+                    settings=settings,
+                    where=where,
+                    prefix=("datasets", i),
                 )
+                run_config = build(_with_member_runs(entry_m.params, {c.model: str(c.folder) for c in needs}))
+                # the key of a cell built on other cells holds their keys, not their folders: moving --out
+                # keeps it, retraining a member (another key) reruns it
+                keyed = build(_with_member_runs(entry_m.params, {c.model: f"cell:{c.key}" for c in needs}))
+                cell = Cell(
+                    dataset=name,
+                    model=entry_m.key,
+                    seed=seed,
+                    run_config=run_config,
+                    folder=folder,
+                    key=cell_key(keyed, sha),
+                    time_limit=entry_m.time_limit or config.time_limit,
+                    needs=needs,
+                )
+                planned[(entry_m.key, seed)] = cell
+                cells.append(cell)
     return BenchmarkPlan(config, datasets, cells, source)
+
+
+def _run_config(
+    model: str,
+    params: dict[str, Any],
+    *,
+    spec: Any,
+    seed: int,
+    ks: tuple[int, ...],
+    threads: int | None,
+    device: str,
+    settings: dict[str, Any],
+    where: str,
+    prefix: tuple[Any, ...],
+) -> Any:
+    """The resolved :class:`attnrec.runs.RunConfig` of one cell."""
+    from attnrec.runs import RunConfig
+
+    try:
+        return RunConfig(
+            model=model, params=params, data=spec, seed=seed, ks=ks, threads=threads, device=device, **settings
+        ).resolved()
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_pydantic_line(exc, prefix)}") from None
 
 
 def cell_key(run_config: Any, sha256: dict[str, str]) -> str:
@@ -434,6 +496,13 @@ def run_cell(
             str(marker.get("message", "")),
             _read_metrics(cell.folder) if status == "done" else None,
         )
+    for need in cell.needs:
+        marker = read_marker(need)
+        if not is_finished(need) or (marker or {}).get("status") != "done":
+            state = "not run" if marker is None else str(marker.get("status", "unfinished"))
+            raise ConfigError(
+                f"{cell.name}: member cell {need.name} has no finished run ({state}); it must finish first"
+            )
     folder = cell.folder
     continuing = False
     if folder.exists():
