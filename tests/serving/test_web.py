@@ -420,6 +420,19 @@ def test_deferred_reasons_are_the_json_apis_and_match_the_listed_items(client: T
     assert _reasons_by_item(inline.text) == expected
 
 
+def test_an_event_added_from_a_page_with_inline_reasons_returns_to_inline_reasons(client: TestClient) -> None:
+    sign_in(client, WRITE_KEY)
+    inline = client.get("/web/user?id=u2_0&k=4&reasons=1")
+    assert inline.text.count('name="reasons" value="1"') == len(_listed_items(inline.text))
+    form = _event_form(client, user="u2_0", item=_listed_items(inline.text)[0], event_id="web-inline-1", k="4")
+    r = client.post("/web/events", data={**form, "reasons": "1"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].endswith("&k=4&reasons=1")
+    after = client.get(r.headers["location"])
+    assert "Show the reasons" not in after.text and any(_reasons_by_item(after.text).values())
+    deferred = client.get("/web/user?id=u2_0&k=4")  # the default page keeps deferring them
+    assert 'name="reasons"' not in deferred.text
+
+
 def test_reasons_for_an_outdated_history_or_model_are_refused(client: TestClient) -> None:
     """A live event between the page and its reasons: the old list's reasons are not sent (409), the new page's are."""
     sign_in(client, WRITE_KEY)
@@ -454,6 +467,11 @@ def test_session_and_compare_lists_get_their_reasons_after_the_page(
         assert list(_reasons_by_item(c.get(url).text)) == _listed_items(session.text)
         inline = c.get("/web/session", params=[("h", "i2"), ("h", "i4"), ("k", "5"), ("reasons", "1")])
         assert _reasons_by_item(inline.text) == _reasons_by_item(c.get(url).text)
+        # without JavaScript, adding or removing a session item keeps the reasons inline
+        links = re.findall(r'href="(/web/session\?[^"]+)"', inline.text)
+        assert links and all(link.endswith("reasons=1") for link in links)
+        clicked = c.get(html.unescape(links[-1]))
+        assert "Show the reasons" not in clicked.text and any(_reasons_by_item(clicked.text).values())
         compare = c.get("/web/compare", params={"user": "u1_0", "k": "4"})
         assert "because of" not in compare.text
         served = _reasons_url(compare.text)

@@ -280,6 +280,7 @@ def render(request: Request, template: str, context: Mapping[str, Any], status: 
         "csrf_token": token,
         "viewer": viewer,
         "new_event_id": lambda: f"web-{uuid.uuid4().hex}",
+        "inline_reasons": _inline_reasons(request),
         "path": request.url.path,
     }
     html = state.env.get_template(template).render({**common, **context})
@@ -570,6 +571,8 @@ def install_web(app: FastAPI, service: RecommendationService) -> None:
         params = [("id" if back == "user" else "user", event.user_id), ("added", event.item_id)]
         if form.get("k"):
             params.append(("k", form["k"]))
+        if form.get("reasons") == "1":  # a page with the reasons inline (no JavaScript) stays so
+            params.append(("reasons", "1"))
         return add_security_headers(RedirectResponse(_url(request, f"{WEB_PREFIX}/{back}", params), status_code=303))
 
     @get(f"{WEB_PREFIX}/session")
@@ -583,17 +586,20 @@ def install_web(app: FastAPI, service: RecommendationService) -> None:
         inline = _inline_reasons(request)
         with _service_errors():
             rec = state.service.recommend_history(loaded, history, k, inline)
+        keep = [("reasons", "1")] if inline else []  # a page with the reasons inline stays so
         steps = [
             {
                 "card": pages.card(item),
-                "remove": _url(request, f"{WEB_PREFIX}/session", [*(("h", h) for h in history[:n] + history[n + 1 :])]),
+                "remove": _url(
+                    request, f"{WEB_PREFIX}/session", [*(("h", h) for h in history[:n] + history[n + 1 :]), *keep]
+                ),
             }
             for n, item in enumerate(history)
         ]
         recs = _rec_rows(pages, rec.items)
         add_urls = {
             r.card.item_id: _url(
-                request, f"{WEB_PREFIX}/session", [*(("h", h) for h in history), ("h", r.card.item_id)]
+                request, f"{WEB_PREFIX}/session", [*(("h", h) for h in history), ("h", r.card.item_id), *keep]
             )
             for r in recs
         }
