@@ -102,3 +102,25 @@ def test_no_item_features_is_a_one_line_config_error() -> None:
     assert "\n" not in str(info.value) and "--items" in str(info.value)
     with pytest.raises(ConfigError, match="none of the 6 items"):
         ContentRecommender(item_features=ItemFeatures(attributes={"zz": ["genre=X"]}, fields=["genre"])).fit(data)
+
+
+def test_english_function_words_in_titles_are_not_tokens_nor_reasons() -> None:
+    """'The' shared by every title would match every film and be given as a reason; the default leaves it out
+    (``title_stop_words='english'``), 'none' keeps every word."""
+    data, _ = catalogue()
+    features = ItemFeatures(
+        titles={"c1": "The Wind", "c2": "The Rain", "c3": "Of the Wind", "d1": "The Sea", "d2": "A Sea", "h1": "The"},
+        attributes={},
+        fields=[],
+    )
+    model = ContentRecommender(item_features=features).fit(data)
+    assert not {"title=the", "title=of", "title=a"} & set(model.tokens_)
+    assert {"title=wind", "title=rain", "title=sea"} <= set(model.tokens_)
+    recs = model.recommend(["a"], k=1)  # history: The Wind, The Rain
+    assert recs.items[0][0] == "c3"  # the other 'wind' film, not one sharing only 'the'
+    e = explain(model, model.history(1), recs.item_idx[0][:1], top=5)[0]
+    assert [a.name for a in e.attributions] == ["title=wind"]
+    every_word = ContentRecommender(item_features=features, title_stop_words="none").fit(data)
+    assert {"title=the", "title=of", "title=a"} <= set(every_word.tokens_)
+    e = explain(every_word, every_word.history(1), recs.item_idx[0][:1], top=5)[0]
+    assert "title=the" in [a.name for a in e.attributions]

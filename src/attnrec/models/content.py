@@ -34,6 +34,12 @@ from attnrec.training.search_space import Choice, FloatRange, SearchSpace
 CITATION = "Pazzani & Billsus. Content-Based Recommendation Systems. The Adaptive Web, LNCS 4321, 2007."
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+ENGLISH_STOP_WORDS = frozenset(
+    {"a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "he", "in", "is", "it", "its", "of", "on"}
+    | {"or", "s", "that", "the", "this", "to", "was", "were", "will", "with"}
+)
+"""Function words left out of the title tokens by default (``title_stop_words='english'``): they match items
+without saying anything about them, and would show up as reasons ("title=the")."""
 
 
 class ContentConfig(ModelConfig):
@@ -47,6 +53,10 @@ class ContentConfig(ModelConfig):
         5.0, gt=0, description="Recency profile: an item this many events old counts half as much as the last."
     )
     min_df: int = Field(1, ge=1, description="Tokens carried by fewer items are dropped.")
+    title_stop_words: Literal["english", "none"] = Field(
+        "english",
+        description="Title words left out: English function words ('the', 'of', 'a', ...; ENGLISH_STOP_WORDS) or none.",
+    )
 
     search_space: ClassVar[SearchSpace] = {
         "profile": Choice(("recency", "uniform")),
@@ -56,8 +66,11 @@ class ContentConfig(ModelConfig):
     """What `attnrec tune` searches (docs/training.md, "Hyperparameter search")."""
 
 
-def item_tokens(features: ItemFeatures, items: IdVocabulary, *, title_words: bool) -> tuple[sp.csr_matrix, list[str]]:
-    """Binary ``(len(items) + 1, m)`` item x token matrix (row 0 empty) and the ``m`` token names."""
+def item_tokens(
+    features: ItemFeatures, items: IdVocabulary, *, title_words: bool, stop_words: frozenset[str] = frozenset()
+) -> tuple[sp.csr_matrix, list[str]]:
+    """Binary ``(len(items) + 1, m)`` item x token matrix (row 0 empty) and the ``m`` token names; title words in
+    ``stop_words`` are left out."""
     attrs, names = features.attribute_matrix(items)
     if not title_words:
         return attrs, names
@@ -67,6 +80,8 @@ def item_tokens(features: ItemFeatures, items: IdVocabulary, *, title_words: boo
     for row, ident in enumerate(items.all_ids, start=1):
         title = features.title(ident)
         for word in dict.fromkeys(_WORD.findall(title.lower()) if title else []):
+            if word in stop_words:
+                continue
             rows.append(row)
             cols.append(words.setdefault(f"title={word}", len(words)))
     titles = sp.csr_matrix(
@@ -110,7 +125,12 @@ class ContentRecommender(Recommender):
                 "none were given"
             )
         assert self.items_ is not None
-        tokens, names = item_tokens(features, self.items_, title_words=self.config.title_words)
+        tokens, names = item_tokens(
+            features,
+            self.items_,
+            title_words=self.config.title_words,
+            stop_words=ENGLISH_STOP_WORDS if self.config.title_stop_words == "english" else frozenset(),
+        )
         df = np.asarray((tokens > 0).sum(axis=0)).ravel()
         keep = np.flatnonzero(df >= self.config.min_df)
         if len(keep) == 0 or tokens[:, keep].nnz == 0:
@@ -199,4 +219,4 @@ class ContentRecommender(Recommender):
         self.train_info_ = dict(meta.get("train_info") or {})
 
 
-__all__ = ["CITATION", "ContentConfig", "ContentRecommender", "item_tokens"]
+__all__ = ["CITATION", "ENGLISH_STOP_WORDS", "ContentConfig", "ContentRecommender", "item_tokens"]
