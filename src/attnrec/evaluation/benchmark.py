@@ -497,9 +497,9 @@ def run_cell(
             _read_metrics(cell.folder) if status == "done" else None,
         )
     for need in cell.needs:
-        marker = read_marker(need)
-        if not is_finished(need) or (marker or {}).get("status") != "done":
-            state = "not run" if marker is None else str(marker.get("status", "unfinished"))
+        found_need = read_marker(need)
+        if not is_finished(need) or (found_need or {}).get("status") != "done":
+            state = "not run" if found_need is None else str(found_need.get("status", "unfinished"))
             raise ConfigError(
                 f"{cell.name}: member cell {need.name} has no finished run ({state}); it must finish first"
             )

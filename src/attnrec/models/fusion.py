@@ -24,8 +24,6 @@ events, or with ``weights`` given, no tuning happens.
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import re
 import shutil
 from collections.abc import Sequence
@@ -36,18 +34,18 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from scipy.stats import rankdata
 
 from attnrec.base import MODEL_WEIGHTS, Recommender
 from attnrec.config import ModelConfig
 from attnrec.data.interactions import Interactions
-from attnrec.errors import ConfigError, PersistenceError
+from attnrec.errors import PersistenceError
 from attnrec.io import write_json
+from attnrec.models._blend import NORMALISATIONS, blend, metric_sum, normalise, weight_grid
+from attnrec.models._members import jsonable, load_member_run
 from attnrec.training.options import TrainingOptions
 
 MEMBERS_DIR = "members"
 FUSION_JSON = "fusion.json"
-NORMALISATIONS = ("rank", "zscore", "minmax", "rrf")
 _METRIC_RE = re.compile(r"^(ndcg|hr|recall|mrr|map|precision)@(\d+)$")
 
 
@@ -125,78 +123,6 @@ class MemberShare:
     top: tuple[int, float] | None = None
 
 
-def normalise(scores: np.ndarray, how: str, rrf_k: float = 60.0) -> np.ndarray:
-    """Per-row normalisation of ``(B, num_items + 1)`` scores (column 0 is padding and stays 0).
-
-    Returns ``(B, num_items + 1)`` float64 values; non-finite scores get the row's lowest normalised value.
-    """
-    if how not in NORMALISATIONS:
-        raise ConfigError(f"the 'normalisation' parameter must be one of {', '.join(NORMALISATIONS)}; got {how!r}")
-    s = np.asarray(scores, dtype=np.float64)[:, 1:]
-    finite = np.isfinite(s)
-    out = np.zeros((s.shape[0], s.shape[1] + 1), dtype=np.float64)
-    if s.shape[1] == 0:
-        return out
-    if how in ("rank", "rrf"):
-        ranks = rankdata(-np.where(finite, s, -np.inf), axis=1, method="average")  # 1 = best
-        n = s.shape[1]
-        if how == "rank":
-            body = (n - ranks) / max(n - 1, 1)
-            body = np.where(finite, body, 0.0)
-        else:
-            body = np.where(finite, 1.0 / (rrf_k + ranks), 0.0)
-    else:
-        count = finite.sum(axis=1, keepdims=True)
-        filled = np.where(finite, s, 0.0)
-        if how == "zscore":
-            mean = filled.sum(axis=1, keepdims=True) / np.maximum(count, 1)
-            var = (np.where(finite, s - mean, 0.0) ** 2).sum(axis=1, keepdims=True) / np.maximum(count, 1)
-            sd = np.sqrt(var)
-            body = np.where(sd > 0, (filled - mean) / np.where(sd > 0, sd, 1.0), 0.0)
-        else:
-            lo = np.where(finite, s, np.inf).min(axis=1, keepdims=True)
-            hi = np.where(finite, s, -np.inf).max(axis=1, keepdims=True)
-            span = hi - lo
-            ok = np.isfinite(span) & (span > 0)
-            body = np.where(ok, (filled - np.where(ok, lo, 0.0)) / np.where(ok, span, 1.0), 0.0)
-        lowest = np.where(finite, body, np.inf).min(axis=1, keepdims=True)
-        body = np.where(finite, body, np.where(np.isfinite(lowest), lowest, 0.0))
-    out[:, 1:] = body
-    return out
-
-
-def blend(normalised: Sequence[np.ndarray], ok: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """``sum_i w_i ok_i n_i / sum_i w_i ok_i`` per row (``ok``: ``(members, B)`` bool). Rows whose members that
-    can score them all have weight 0 use equal weights over those members; rows no member scores are 0."""
-    w = ok.astype(np.float64) * np.asarray(weights, dtype=np.float64)[:, None]  # (m, B)
-    total = w.sum(axis=0)
-    equal = ok.astype(np.float64) / np.maximum(ok.sum(axis=0), 1)
-    w = np.where(total > 0, w / np.where(total > 0, total, 1.0), equal)
-    out = np.zeros_like(normalised[0])
-    for wi, ni in zip(w, normalised, strict=True):
-        out += wi[:, None] * ni
-    return out
-
-
-def weight_grid(members: int, points: int, max_candidates: int) -> np.ndarray:
-    """Weight vectors tried on validation: ``(K, members)``, each summing to 1.
-
-    Two members: ``alpha`` on ``points`` even steps of [0, 1] (``(alpha, 1 - alpha)``). More: every vector of the
-    simplex grid with step ``1 / s``, ``s`` the largest ``<= points - 1`` giving at most ``max_candidates``.
-    """
-    if members == 1:
-        return np.ones((1, 1))
-    steps = points - 1
-    if members > 2:
-        from math import comb
-
-        while steps > 1 and comb(steps + members - 1, members - 1) > max_candidates:
-            steps -= 1
-    rows = [c for c in itertools.product(range(steps + 1), repeat=members - 1) if sum(c) <= steps]
-    grid = np.asarray([[*c, steps - sum(c)] for c in rows], dtype=np.float64) / steps
-    return grid[np.lexsort(grid.T[::-1])]
-
-
 class Fusion(Recommender):
     """Weighted blend of member models, weights tuned on validation (see the module docstring)."""
 
@@ -218,7 +144,7 @@ class Fusion(Recommender):
         info_members: list[dict[str, Any]] = []
         for i, spec in enumerate(self.config.members):
             if spec.run is not None:
-                member = _load_member_run(spec.run, train, where=f"members[{i}]")
+                member = load_member_run(spec.run, train, where=f"members[{i}]")
             else:
                 from attnrec.registry import create_model
 
@@ -242,7 +168,7 @@ class Fusion(Recommender):
                     "model": member.name,
                     "source": spec.run or "trained",
                     "fit_seconds": round(member.fit_seconds_, 3),
-                    "train_info": _jsonable(member.train_info_),
+                    "train_info": jsonable(member.train_info_),
                 }
             )
         self._set_members(members)
@@ -308,9 +234,9 @@ class Fusion(Recommender):
 
             seen = (seen_rows, seen_cols)
             for c, w in enumerate(grid):
-                totals[c] += _metric_sum(blend(normed, ok, w), seen, tcols_t, counts, metric, k)
+                totals[c] += metric_sum(blend(normed, ok, w), seen, tcols_t, counts, metric, k)
             for i in range(len(self.members_)):
-                member_totals[i] += _metric_sum(normed[i], seen, tcols_t, counts, metric, k)
+                member_totals[i] += metric_sum(normed[i], seen, tcols_t, counts, metric, k)
             if options.progress is not None:
                 options.progress("fusion weights", float(start + len(chunk)), float(len(users)))
         means = totals / max(len(users), 1)
@@ -452,12 +378,14 @@ class Fusion(Recommender):
         return {
             "weights": [float(w) for w in self.weights_] if self.weights_ is not None else None,
             "members": [f"{MEMBERS_DIR}/{i}-{m.name}" for i, m in enumerate(self.members_)],
-            "train_info": _jsonable(self.train_info_),
+            "train_info": jsonable(self.train_info_),
         }
 
     def save(self, path: str | Path) -> Path:
         """The fusion's own files, each member's :meth:`save` under ``members/<i>-<name>/`` and ``fusion.json``
         (weights, normalisation, tuning); ``model.safetensors`` holds each member's weights digest."""
+        from attnrec.runs import file_sha256
+
         self._check_fitted()
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
@@ -465,7 +393,7 @@ class Fusion(Recommender):
         digests = []
         for i, member in enumerate(self.members_):
             sub = member.save(folder / MEMBERS_DIR / f"{i}-{member.name}")
-            digests.append(_file_digest(sub / MODEL_WEIGHTS))
+            digests.append(file_sha256(sub / MODEL_WEIGHTS))
         self._member_digests = digests
         super().save(folder)
         write_json(
@@ -478,7 +406,7 @@ class Fusion(Recommender):
                     {"folder": f"{MEMBERS_DIR}/{i}-{m.name}", "model": m.name, "sha256": d}
                     for i, (m, d) in enumerate(zip(self.members_, digests, strict=True))
                 ],
-                "tuning": _jsonable(self.train_info_.get("tuning", {})),
+                "tuning": jsonable(self.train_info_.get("tuning", {})),
             },
         )
         return folder
@@ -493,12 +421,14 @@ class Fusion(Recommender):
 
     def _load_parts(self, folder: Path) -> None:
         """Load the members saved next to the fusion (called by :meth:`Recommender.load`)."""
+        from attnrec.runs import file_sha256
+
         members = []
         for i, rel in enumerate(self._member_folders):
             sub = folder / rel
             if not (sub / MODEL_WEIGHTS).is_file():
                 raise PersistenceError(f"{folder}: member {i} is missing ({sub / MODEL_WEIGHTS} not found)")
-            if _file_digest(sub / MODEL_WEIGHTS) != self._member_digests[i]:
+            if file_sha256(sub / MODEL_WEIGHTS) != self._member_digests[i]:
                 raise PersistenceError(f"{sub / MODEL_WEIGHTS}: not the member saved with this fusion (sha256 differs)")
             member = Recommender.load(sub)
             if member.items_ != self.items_ or member.users_ != self.users_:
@@ -511,80 +441,13 @@ class Fusion(Recommender):
         self._set_members(members)
 
 
-def _metric_sum(
-    fused: np.ndarray,
-    seen: tuple[np.ndarray, np.ndarray],
-    tcols: torch.Tensor,
-    counts: np.ndarray,
-    metric: str,
-    k: int,
-) -> float:
-    """Sum over the rows of a per-user ranking metric of ``fused`` scores, with the evaluation protocol's rules
-    (seen items removed, pessimistic ties: :func:`attnrec.evaluation.protocol.target_positions`)."""
-    from attnrec.evaluation.metrics import ranking_metrics_from_positions
-    from attnrec.evaluation.protocol import target_positions
-
-    scores = fused.astype(np.float32)
-    scores[seen] = -np.inf
-    scores[:, 0] = -np.inf
-    pos = target_positions(torch.from_numpy(scores), tcols, n_targets=counts)
-    return float(ranking_metrics_from_positions(pos, counts, (k,))[metric].sum())
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` with numpy scalars/arrays and tuples turned into JSON types (unknown objects as strings)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
-
-
-def _events_digest(inter: Interactions) -> str:
-    """sha256 of a set of events: the ids and the (user, item) index sequence."""
-    digest = hashlib.sha256()
-    digest.update("\x1f".join(inter.users.ids(np.arange(1, len(inter.users) + 1)).tolist()).encode())
-    digest.update(b"\x1e")
-    digest.update("\x1f".join(inter.items.ids(np.arange(1, len(inter.items) + 1)).tolist()).encode())
-    digest.update(np.ascontiguousarray(inter.user_idx, dtype=np.int64).tobytes())
-    digest.update(np.ascontiguousarray(inter.item_idx, dtype=np.int64).tobytes())
-    return digest.hexdigest()
-
-
-def _load_member_run(run: str, train: Interactions, *, where: str) -> Recommender:
-    """The model of run folder ``run``, after checking that it was trained on exactly ``train``."""
-    from attnrec.runs import file_sha256, load_data, load_run, locate
-
-    model, config = load_run(run)
-    if config is None:
-        raise ConfigError(
-            f"{where}: {run} has no config.json; a member run must be a folder written by `attnrec train`"
-        )
-    path = locate(config.data.path, config.data.path_from_run, run, what="data", flag="--data")
-    sha = file_sha256(path)
-    if config.data.sha256 and sha != config.data.sha256:
-        raise ConfigError(
-            f"{where}: the data of run {run} changed since it was trained ({path}: sha256 {sha[:12]}..., the run "
-            f"recorded {config.data.sha256[:12]}...)"
-        )
-    member_train = load_data(config, run=run).split.train
-    if _events_digest(member_train) != _events_digest(train):
-        raise ConfigError(
-            f"{where}: run {run} was trained on other data than this fusion (its training events, data sha256 "
-            f"{sha[:12]}..., {config.split} split, differ); train members on the same data and split"
-        )
-    return model
+__all__ = [
+    "NORMALISATIONS",
+    "Fusion",
+    "FusionConfig",
+    "MemberShare",
+    "MemberSpec",
+    "blend",
+    "normalise",
+    "weight_grid",
+]

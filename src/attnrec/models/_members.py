@@ -1,0 +1,67 @@
+"""Members of a :class:`attnrec.models.fusion.Fusion` loaded from run folders: the check that a run was trained
+on exactly the fusion's training events, and JSON-safe copies of their training information."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from attnrec.base import Recommender
+from attnrec.data.interactions import Interactions
+from attnrec.errors import ConfigError
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars/arrays and tuples turned into JSON types (unknown objects as strings)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def events_digest(inter: Interactions) -> str:
+    """sha256 of a set of events: the ids and the (user, item) index sequence."""
+    digest = hashlib.sha256()
+    digest.update("\x1f".join(inter.users.ids(np.arange(1, len(inter.users) + 1)).tolist()).encode())
+    digest.update(b"\x1e")
+    digest.update("\x1f".join(inter.items.ids(np.arange(1, len(inter.items) + 1)).tolist()).encode())
+    digest.update(np.ascontiguousarray(inter.user_idx, dtype=np.int64).tobytes())
+    digest.update(np.ascontiguousarray(inter.item_idx, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def load_member_run(run: str, train: Interactions, *, where: str) -> Recommender:
+    """The model of run folder ``run``, after checking that it was trained on exactly ``train``."""
+    from attnrec.runs import file_sha256, load_data, load_run, locate
+
+    model, config = load_run(run)
+    if config is None:
+        raise ConfigError(
+            f"{where}: {run} has no config.json; a member run must be a folder written by `attnrec train`"
+        )
+    path = locate(config.data.path, config.data.path_from_run, run, what="data", flag="--data")
+    sha = file_sha256(path)
+    if config.data.sha256 and sha != config.data.sha256:
+        raise ConfigError(
+            f"{where}: the data of run {run} changed since it was trained ({path}: sha256 {sha[:12]}..., the run "
+            f"recorded {config.data.sha256[:12]}...)"
+        )
+    member_train = load_data(config, run=run).split.train
+    if events_digest(member_train) != events_digest(train):
+        raise ConfigError(
+            f"{where}: run {run} was trained on other data than this fusion (its training events, data sha256 "
+            f"{sha[:12]}..., {config.split} split, differ); train members on the same data and split"
+        )
+    return model
+
+
+__all__ = ["events_digest", "jsonable", "load_member_run"]
