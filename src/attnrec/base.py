@@ -95,6 +95,16 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return idx.astype(np.int64), np.take_along_axis(scores, idx, axis=1)
 
 
+def pair_indices(user_idx: Any, item_idx: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(users, items)``: the (user, item) index pairs of :meth:`Recommender.score_pairs` as flat int64 arrays;
+    a one-line :class:`ConfigError` when their lengths differ."""
+    users = np.asarray(user_idx, dtype=np.int64).ravel()
+    items = np.asarray(item_idx, dtype=np.int64).ravel()
+    if users.shape != items.shape:
+        raise ConfigError(f"'user_idx' and 'item_idx' must have the same length; got {len(users)} and {len(items)}")
+    return users, items
+
+
 class Recommender(ABC):
     """Base class of every attnrec model.
 
@@ -440,10 +450,7 @@ class Recommender(ABC):
             ``(n,)`` float64 scores aligned with the pairs; NaN for item index 0.
         """
         self._check_fitted()
-        users = np.asarray(user_idx, dtype=np.int64).ravel()
-        items = np.asarray(item_idx, dtype=np.int64).ravel()
-        if users.shape != items.shape:
-            raise ConfigError(f"'user_idx' and 'item_idx' must have the same length; got {len(users)} and {len(items)}")
+        users, items = pair_indices(user_idx, item_idx)
         if batch_size < 1:
             raise ConfigError(f"the 'batch_size' parameter of score_pairs must be >= 1; got {batch_size}")
         out = np.full(len(users), np.nan, dtype=np.float64)

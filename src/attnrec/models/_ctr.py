@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from attnrec.data.features import FeatureTable
 from attnrec.data.interactions import Interactions
+from attnrec.training.neural import NeuralConfig
 from attnrec.training.trainer import BatchFn, ValidateFn
 
 
@@ -64,6 +66,19 @@ def categorical_fields(table: FeatureTable | None, *, buckets: bool) -> list[tup
     if table is None:
         return []
     return [(f.name, f.columns) for f in table.fields if buckets or f.kind != "numeric"]
+
+
+class ClickConfig(NeuralConfig):
+    """Training fields every click model (DIN, AutoInt) shares, with their defaults: the same names and meanings
+    in each (training fields of every neural model: :class:`~attnrec.training.neural.NeuralConfig`)."""
+
+    num_negatives: int = Field(4, ge=1, description="Sampled negatives per event when fitted on a plain log.")
+    valid_metric: Literal["auc", "logloss"] = Field("auc", description="Early-stopping metric on validation.")
+    lr: float = Field(1e-3, gt=0, description="Peak AdamW learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (not on biases and norms).")
+    batch_size: int = Field(1024, ge=1, description="Impressions per step.")
+    epochs: int = Field(20, ge=1, description="Maximum training epochs.")
+    patience: int = Field(2, ge=0, description="Stop after this many validations without improvement.")
 
 
 class FeatureTablesState:

@@ -27,11 +27,13 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from attnrec.base import pair_indices
 from attnrec.data.features import FeatureTable
 from attnrec.data.interactions import Interactions
 from attnrec.errors import ConfigError
 from attnrec.explain.fields import field_pairs
 from attnrec.models._ctr import (
+    ClickConfig,
     FeatureTablesState,
     FieldBag,
     categorical_fields,
@@ -39,7 +41,7 @@ from attnrec.models._ctr import (
     encode_features,
     impression_batches,
 )
-from attnrec.training.neural import NeuralConfig, NeuralRecommender
+from attnrec.training.neural import NeuralRecommender
 from attnrec.training.search_space import Choice, FloatRange, SearchSpace
 from attnrec.training.trainer import BatchFn, LossFn, TrainerConfig, ValidateFn
 
@@ -52,8 +54,8 @@ PAIR_CHUNK = 1 << 16
 """(user, item) pairs scored at once at inference."""
 
 
-class AutoIntConfig(NeuralConfig):
-    """Hyperparameters of AutoInt (training fields: :class:`~attnrec.training.neural.NeuralConfig`)."""
+class AutoIntConfig(ClickConfig):
+    """Hyperparameters of AutoInt (training fields: :class:`~attnrec.models._ctr.ClickConfig`)."""
 
     embed_dim: int = Field(16, ge=1, description="Width of every field embedding (the paper's d = 16).")
     attention_dim: int = Field(32, ge=1, description="Width of each attention head (the paper's d' = 32).")
@@ -62,13 +64,7 @@ class AutoIntConfig(NeuralConfig):
     id_fields: bool = Field(True, description="Embed the user id and the item id as fields.")
     dnn_hidden: tuple[int, ...] = Field((), description="Hidden widths of the AutoInt+ DNN (empty: plain AutoInt).")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the attention layers' outputs.")
-    num_negatives: int = Field(4, ge=1, description="Sampled negatives per event when fitted on a plain log.")
-    valid_metric: Literal["auc", "logloss"] = Field("auc", description="Early-stopping metric on validation.")
-    lr: float = Field(1e-3, gt=0, description="Peak AdamW learning rate.")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (not on biases and norms).")
     batch_size: int = Field(1024, ge=1, description="Impressions per step (the paper's 1024).")
-    epochs: int = Field(20, ge=1, description="Maximum training epochs.")
-    patience: int = Field(2, ge=0, description="Stop after this many validations without improvement.")
     eval_batch_size: int = Field(64, ge=1, description="Users scored against the whole catalogue at once.")
 
     search_space: ClassVar[SearchSpace] = {
@@ -262,10 +258,7 @@ class AutoInt(FeatureTablesState, NeuralRecommender):
         """Click probabilities of (user, item) pairs, each pair scored alone; histories are not read. Unknown
         users (0) are scored with an empty user id and no user features; item 0 gives NaN."""
         self._check_fitted()
-        users = np.asarray(user_idx, dtype=np.int64).ravel()
-        items = np.asarray(item_idx, dtype=np.int64).ravel()
-        if users.shape != items.shape:
-            raise ConfigError(f"'user_idx' and 'item_idx' must have the same length; got {len(users)} and {len(items)}")
+        users, items = pair_indices(user_idx, item_idx)
         out = self._probabilities(users, items).astype(np.float64)
         out[items == 0] = np.nan
         return out

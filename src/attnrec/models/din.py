@@ -27,9 +27,11 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from attnrec.base import pair_indices
 from attnrec.data.features import FeatureTable
 from attnrec.data.interactions import Interactions
 from attnrec.models._ctr import (
+    ClickConfig,
     FeatureTablesState,
     FieldBag,
     PriorHistories,
@@ -40,7 +42,7 @@ from attnrec.models._ctr import (
     padded,
     pair_histories,
 )
-from attnrec.training.neural import NeuralConfig, NeuralRecommender
+from attnrec.training.neural import NeuralRecommender
 from attnrec.training.search_space import Choice, FloatRange, SearchSpace
 from attnrec.training.trainer import BatchFn, LossFn, TrainerConfig, ValidateFn
 
@@ -53,8 +55,8 @@ CHUNK_ELEMENTS = 1 << 23
 """Most ``(user, candidate, history item, hidden)`` elements of one activation-unit chunk at inference."""
 
 
-class DINConfig(NeuralConfig):
-    """Hyperparameters of DIN (training fields: :class:`~attnrec.training.neural.NeuralConfig`)."""
+class DINConfig(ClickConfig):
+    """Hyperparameters of DIN (training fields: :class:`~attnrec.models._ctr.ClickConfig`)."""
 
     embed_dim: int = Field(16, ge=1, description="Width of each embedding (item id, every feature field).")
     max_seq_len: int | None = Field(
@@ -70,13 +72,6 @@ class DINConfig(NeuralConfig):
     activation: Literal["dice", "prelu"] = Field("dice", description="Activation of the output MLP (Dice or PReLU).")
     user_id: bool = Field(False, description="Also embed the user id (the paper uses user features only).")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the output MLP's hidden layers.")
-    num_negatives: int = Field(4, ge=1, description="Sampled negatives per event when fitted on a plain log.")
-    valid_metric: Literal["auc", "logloss"] = Field("auc", description="Early-stopping metric on validation.")
-    lr: float = Field(1e-3, gt=0, description="Peak AdamW learning rate.")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (not on biases and norms).")
-    batch_size: int = Field(1024, ge=1, description="Impressions per step.")
-    epochs: int = Field(20, ge=1, description="Maximum training epochs.")
-    patience: int = Field(2, ge=0, description="Stop after this many validations without improvement.")
     eval_batch_size: int = Field(256, ge=1, description="Users (ranking) or impressions / 16 (pairs) at once.")
 
     search_space: ClassVar[SearchSpace] = {
@@ -313,12 +308,7 @@ class DIN(FeatureTablesState, NeuralRecommender):
         history are scored from the candidate (and user features) with an empty interest; item 0 gives NaN."""
         self._check_fitted()
         assert self.config.max_seq_len is not None
-        users = np.asarray(user_idx, dtype=np.int64).ravel()
-        items = np.asarray(item_idx, dtype=np.int64).ravel()
-        if users.shape != items.shape:
-            from attnrec.errors import ConfigError
-
-            raise ConfigError(f"'user_idx' and 'item_idx' must have the same length; got {len(users)} and {len(items)}")
+        users, items = pair_indices(user_idx, item_idx)
         out = np.full(len(users), np.nan, dtype=np.float64)
         if len(users) == 0:
             return out

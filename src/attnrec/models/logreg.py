@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from attnrec.base import pair_indices
 from attnrec.data.features import FeatureTable
 from attnrec.data.interactions import Interactions
 from attnrec.errors import ConfigError
@@ -201,10 +202,7 @@ class LogisticRegression(FeatureTablesState, NeuralRecommender):
         """Click probabilities of (user, item) pairs, each pair scored alone (``history`` is not read); item 0
         gives NaN, user 0 (unknown) is scored with no user weight."""
         self._check_fitted()
-        users = np.asarray(user_idx, dtype=np.int64).ravel()
-        items = np.asarray(item_idx, dtype=np.int64).ravel()
-        if users.shape != items.shape:
-            raise ConfigError(f"'user_idx' and 'item_idx' must have the same length; got {len(users)} and {len(items)}")
+        users, items = pair_indices(user_idx, item_idx)
         net = self._net()
         net.eval()
         out = np.empty(len(users), dtype=np.float64)
