@@ -352,7 +352,25 @@ def test_a_fusion_of_cells_blends_the_finished_member_runs_and_follows_their_key
             fusion.members_[1].score_indices(users, histories)[:, 1:], als.score_indices(users, histories)[:, 1:]
         )
     report = json.loads((bench / "out" / "report" / "report.json").read_text())
-    assert set(report["datasets"]["synth"]["models"]) == {"popularity", "als", "blend"}
+    models = report["datasets"]["synth"]["models"]
+    assert set(models) == {"popularity", "als", "blend"}
+    # the fusion against each member: paired over users on the seed-averaged per-user headline metric
+    assert set(models["blend"]["vs_members"]) == {"popularity", "als"} and not models["als"]["vs_members"]
+
+    def averaged(model: str) -> np.ndarray:
+        arrays = [read_per_user(out / model / f"seed-{s}") for s in (1, 2)]
+        assert arrays[0] is not None and arrays[1] is not None
+        return (arrays[0]["ndcg@10"] + arrays[1]["ndcg@10"]) / 2
+
+    for member in ("popularity", "als"):
+        got = models["blend"]["vs_members"][member]
+        assert got["delta"] == pytest.approx(models["blend"]["mean"]["ndcg@10"] - models[member]["mean"]["ndcg@10"])
+        diff = averaged("blend") - averaged(member)
+        if np.any(diff != 0):
+            assert got["p_value_t"] == pytest.approx(sps.ttest_rel(averaged("blend"), averaged(member)).pvalue)
+    md = (bench / "out" / "report" / "report.md").read_text()
+    assert "blend against its members (ndcg@10, paired over users): vs popularity " in md
+    assert "blend against its members" in (bench / "out" / "report" / "report.html").read_text()
     # a changed member reruns that member and the fusion built on it, nothing else
     (bench / "bench.toml").write_text(FUSION_CONFIG.replace("iterations = 3", "iterations = 4"), encoding="utf-8")
     second = Counter(monkeypatch)

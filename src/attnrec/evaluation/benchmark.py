@@ -252,7 +252,7 @@ def _check_names(config: BenchmarkConfig, where: str) -> None:
                 raise ConfigError(f"{where}: {what}[{i}].{key}: {name!r} is used twice (give a distinct label)")
     for i, entry_m in enumerate(config.models):
         earlier = [m.key for m in config.models[:i]]
-        for j, label in _cell_members(entry_m.params):
+        for j, label in cell_members(entry_m.params):
             if label not in earlier:
                 raise ConfigError(
                     f"{where}: models[{i}].params.members[{j}].cell: must name a model listed before this one "
@@ -273,7 +273,7 @@ def _check_names(config: BenchmarkConfig, where: str) -> None:
                 )
 
 
-def _cell_members(params: dict[str, Any]) -> list[tuple[int, str]]:
+def cell_members(params: dict[str, Any]) -> list[tuple[int, str]]:
     """``(position, label)`` of the members given as ``{cell = LABEL}`` in ``params["members"]`` (fusion)."""
     members = params.get("members")
     if not isinstance(members, list | tuple):
@@ -283,7 +283,7 @@ def _cell_members(params: dict[str, Any]) -> list[tuple[int, str]]:
 
 def _with_member_runs(params: dict[str, Any], runs: dict[str, str]) -> dict[str, Any]:
     """``params`` with each member ``{cell = LABEL}`` replaced by ``{run = runs[LABEL]}``."""
-    if not _cell_members(params):
+    if not cell_members(params):
         return dict(params)
     members = [
         {"run": runs[str(m["cell"])]} if isinstance(m, dict) and set(m) == {"cell"} else m for m in params["members"]
@@ -311,7 +311,7 @@ def plan_benchmark(
 
     base = base_dir or Path.cwd()
     for i, model_entry in enumerate(config.models):
-        placeholders = {label: f"<cell {label}>" for _, label in _cell_members(model_entry.params)}
+        placeholders = {label: f"<cell {label}>" for _, label in cell_members(model_entry.params)}
         try:
             create_model(model_entry.name, _with_member_runs(model_entry.params, placeholders))
         except ConfigError as exc:
@@ -340,7 +340,7 @@ def plan_benchmark(
         datasets.append(DatasetPlan(name, files, sha))
         planned: dict[tuple[str, int], Cell] = {}
         for entry_m in config.models:
-            refs = [label for _, label in _cell_members(entry_m.params)]
+            refs = [label for _, label in cell_members(entry_m.params)]
             for seed in config.seeds:
                 needs = tuple(planned[(label, seed)] for label in refs)
                 folder = out / entry_m.key if flat else out / "cells" / name / entry_m.key / f"seed-{seed}"

@@ -32,6 +32,7 @@ from attnrec.evaluation.benchmark import (
     BenchmarkPlan,
     Cell,
     CellOutcome,
+    cell_members,
     cpu_name,
     read_marker,
     read_per_user,
@@ -71,6 +72,9 @@ class ModelRow:
     per_user: tuple[np.ndarray, np.ndarray] | None = None
     """(users, seed-averaged headline values) for the tests."""
     curves: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
+    vs_members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """A fusion of other rows (members ``{cell = LABEL}``): member label -> ``delta``, ``p_value_t``,
+    ``p_value_wilcoxon``, ``paired_users`` of the fusion against that member."""
 
     def mean(self, metric: str) -> float | None:
         v = [x for x in self.values.get(metric, []) if x == x]
@@ -170,6 +174,8 @@ def build_report(plan: BenchmarkPlan, outcomes: dict[str, CellOutcome] | None = 
             rows.append(row)
         best = _best(rows, config.metric, minimise=config.minimise)
         _paired_tests(rows, best, config.metric, str(info.get("protocol") or "full"))
+        members = {e.key: [label for _, label in cell_members(e.params)] for e in config.models}
+        _member_tests(rows, {k: v for k, v in members.items() if v}, config.metric, str(info.get("protocol") or "full"))
         report_ds = DatasetReport(ds.name, ds.files, ds.sha256, info, rows, best)
         report_ds.curves_png = curves_plot(report_ds, config.metric)
         report_ds.time_png = quality_time_plot(report_ds, config.metric)
@@ -250,10 +256,25 @@ def _best(rows: list[ModelRow], metric: str, *, minimise: bool) -> str | None:
     return pick(scored, key=lambda t: t[0])[1]  # type: ignore[arg-type,return-value]
 
 
-def _paired_tests(rows: list[ModelRow], best: str | None, metric: str, protocol: str) -> None:
+def _paired(row: ModelRow, ref: ModelRow, metric: str, protocol: str) -> dict[str, Any] | None:
+    """Paired tests of ``row`` against ``ref`` over their common users (seed-averaged per-user values), or None
+    without per-user values or with fewer than two common users."""
     from attnrec.evaluation.protocol import EvaluationResult
     from attnrec.evaluation.stats import paired_test
 
+    if row.per_user is None or ref.per_user is None:
+        return None
+
+    def result(pu: tuple[np.ndarray, np.ndarray]) -> EvaluationResult:
+        return EvaluationResult(protocol, (), pu[0], {metric: pu[1]}, {})
+
+    try:
+        return paired_test(result(row.per_user), result(ref.per_user), metric)
+    except ConfigError:  # fewer than two common users
+        return None
+
+
+def _paired_tests(rows: list[ModelRow], best: str | None, metric: str, protocol: str) -> None:
     ref = next((r for r in rows if r.model == best), None)
     if ref is None:
         return
@@ -261,17 +282,27 @@ def _paired_tests(rows: list[ModelRow], best: str | None, metric: str, protocol:
         m, b = row.mean(metric), ref.mean(metric)
         if m is not None and b is not None:
             row.delta = m - b
-        if row is ref or row.per_user is None or ref.per_user is None:
-            continue
+        test = None if row is ref else _paired(row, ref, metric, protocol)
+        if test is not None:
+            row.p_value, row.p_wilcoxon = test["p_value_t"], test["p_value_wilcoxon"]
+            row.paired_users = test["n_users"]
 
-        def result(pu: tuple[np.ndarray, np.ndarray]) -> EvaluationResult:
-            return EvaluationResult(protocol, (), pu[0], {metric: pu[1]}, {})
 
-        try:
-            test = paired_test(result(row.per_user), result(ref.per_user), metric)
-        except ConfigError:  # fewer than two common users
-            continue
-        row.p_value, row.p_wilcoxon, row.paired_users = test["p_value_t"], test["p_value_wilcoxon"], test["n_users"]
+def _member_tests(rows: list[ModelRow], members: dict[str, list[str]], metric: str, protocol: str) -> None:
+    """A fusion row against each of its member rows (``members``: fusion label -> member labels)."""
+    by_label = {r.model: r for r in rows}
+    for label, refs in members.items():
+        row = by_label[label]
+        for ref_label in refs:
+            ref = by_label[ref_label]
+            m, b = row.mean(metric), ref.mean(metric)
+            test = _paired(row, ref, metric, protocol)
+            row.vs_members[ref_label] = {
+                "delta": None if m is None or b is None else m - b,
+                "p_value_t": None if test is None else test["p_value_t"],
+                "p_value_wilcoxon": None if test is None else test["p_value_wilcoxon"],
+                "paired_users": None if test is None else test["n_users"],
+            }
 
 
 def _curve(path: Path, column: str) -> list[tuple[int, float]]:
@@ -422,6 +453,20 @@ def table_rows(report: Report, ds: DatasetReport) -> tuple[list[str], list[list[
     return header, out
 
 
+def member_lines(report: Report, ds: DatasetReport) -> list[str]:
+    """One line per fusion row: its difference from each member and the paired t-test's p value."""
+    out = []
+    for row in ds.rows:
+        if not row.vs_members:
+            continue
+        parts = []
+        for label, t in row.vs_members.items():
+            delta = "-" if t["delta"] is None else f"{t['delta']:+.4f}"
+            parts.append(f"vs {label} {delta} (p {_p(t['p_value_t'])})")
+        out.append(f"{row.model} against its members ({report.metric}, paired over users): {'; '.join(parts)}.")
+    return out
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     def esc(text: str) -> str:
         return text.replace("|", "\\|")
@@ -473,6 +518,7 @@ def docs_block(report: Report, *, command: str | None = None) -> str:
         header, rows = table_rows(report, ds)
         sha = ", ".join(f"`{Path(ds.files[r]).name}` {ds.sha256[r][:12]}…" for r in ds.files)
         lines += ["", f"**{_dataset_heading(ds)}**; sha256 {sha}", "", _md_table(header, rows)]
+        lines += [line for text in member_lines(report, ds) for line in ("", text)]
     return "\n".join(lines) + "\n"
 
 
@@ -491,6 +537,7 @@ def render_markdown(report: Report) -> str:
     for ds in report.datasets:
         header, rows = table_rows(report, ds)
         lines += ["", f"## {_dataset_heading(ds)}", "", _md_table(header, rows), ""]
+        lines += [line for text in member_lines(report, ds) for line in (text, "")]
         if ds.curves_png:
             lines.append(f"![training curves]({_png_name('curves', ds.name)})")
         else:
@@ -536,6 +583,7 @@ def render_html(report: Report) -> str:
                 "curves": _data_uri(ds.curves_png),
                 "time": _data_uri(ds.time_png),
                 "files": [(role, path, ds.sha256[role]) for role, path in ds.files.items()],
+                "member_lines": member_lines(report, ds),
             }
         )
     return env.get_template("report.html.j2").render(
@@ -587,6 +635,10 @@ def report_json(report: Report) -> dict[str, Any]:
                         "p_value_t": num(r.p_value),
                         "p_value_wilcoxon": num(r.p_wilcoxon),
                         "paired_users": r.paired_users,
+                        "vs_members": {
+                            label: {k: v if k == "paired_users" else num(v) for k, v in t.items()}
+                            for label, t in r.vs_members.items()
+                        },
                         "fit_seconds": [num(x) for x in r.fit_seconds],
                         "epochs": r.epochs,
                     }
