@@ -13,10 +13,12 @@ from attnrec.base import Recommender
 from attnrec.data.synthetic import planted_sequences
 from attnrec.errors import ConfigError, ModelFitError
 from attnrec.models.sasrec import SASRec, SASRecConfig, SASRecNet
+from attnrec.models.sequential import next_item_loss
 from attnrec.nn.transformer import fast_dropout
 from attnrec.testing.conformance import RecommenderConformance
+from attnrec.training.losses import make_loss
 from attnrec.training.options import TrainingOptions
-from attnrec.training.sequences import training_windows, window_batches
+from attnrec.training.sequences import shape_bucket, training_windows, window_batches
 
 TINY = {
     "embed_dim": 16,
@@ -255,7 +257,45 @@ def test_training_batches_are_cut_to_their_longest_real_window() -> None:
     batches = list(window_batches(x, y, lengths, batch_size=3)(1, torch.Generator().manual_seed(0)))
     assert sum(int((yb > 0).sum()) for _, yb in batches) == int(lengths.sum())
     for xb, yb in batches:
-        assert xb.shape[1] == int((xb > 0).sum(1).max()) == yb.shape[1] < 20
+        assert xb.shape[1] == int((xb > 0).sum(1).max()) == yb.shape[1] < 20  # widths up to 16 are exact
+
+
+def test_shape_buckets_are_few_and_cost_at_most_a_quarter() -> None:
+    widths = [shape_bucket(w) for w in range(1, 1025)]
+    assert all(b == w for w, b in zip(range(1, 17), widths, strict=False))
+    assert all(w <= b <= w * 1.25 for w, b in zip(range(1, 1025), widths, strict=True))
+    assert widths == sorted(widths)
+    assert len(set(widths[:200])) == 31 and len(set(widths)) == 40  # 1-16, then four per doubling
+
+
+def test_long_windows_are_padded_to_a_bucket_and_the_padding_changes_no_loss() -> None:
+    """Batch widths come from the bucket set (capped at the windows' width); the right padding this adds carries
+    no target and, the model being causal, does not change the loss or its gradients."""
+    seqs = [np.arange(1, n + 2) for n in (17, 23, 29, 41, 50, 3, 5, 37)]
+    x, y = (torch.from_numpy(a) for a in training_windows(seqs, 48))
+    lengths = (x > 0).sum(1)
+    batches = list(window_batches(x, y, lengths, batch_size=2, length_bucketing=False)(1, torch.Generator()))
+    assert sum(int((yb > 0).sum()) for _, yb in batches) == int(lengths.sum())
+    widths = {xb.shape[1] for xb, _ in batches}
+    assert widths <= {*range(1, 17), 20, 24, 28, 32, 40, 48}
+    assert any(xb.shape[1] > int((xb > 0).sum(1).max()) for xb, _ in batches)  # some batches were padded
+    cfg = SASRecConfig(**{**TINY, "max_seq_len": 48})
+    torch.manual_seed(0)
+    net = SASRecNet(60, cfg).eval()
+    loss_fn = next_item_loss(
+        net, net.item_emb.weight, make_loss("ce", 60, chunk_size=cfg.ce_chunk_size), exclude_window=True
+    )
+    for xb, yb in batches:
+        exact = int((xb > 0).sum(1).max())
+        values = []
+        for width in (exact, xb.shape[1]):
+            net.zero_grad()
+            loss, n = loss_fn((xb[:, :width], yb[:, :width]), torch.Generator())
+            loss.backward()
+            values.append((float(loss), n, net.item_emb.weight.grad.clone()))  # type: ignore[union-attr]
+        (l1, n1, g1), (l2, n2, g2) = values
+        assert n1 == n2 and l1 == pytest.approx(l2, rel=1e-5)
+        torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-6)
 
 
 def test_batch_tokens_fills_steps_with_short_windows() -> None:

@@ -58,6 +58,20 @@ def check_next_item_pairs(train: Interactions, model: str) -> None:
         )
 
 
+def shape_bucket(width: int) -> int:
+    """``width`` rounded up to one of few sizes: itself up to 16, then four sizes per doubling (16, 20, 24, 28, 32,
+    40, 48, ..., 128, 160, 192, 224, 256, ...): at most 25% more, about 10% on average.
+
+    Batch widths come from this small set so that the CPU's matmul library (oneDNN, for bf16) sees a bounded set
+    of shapes: it builds and caches a kernel per new shape, and with one width per batch (1 to ``max_seq_len``)
+    its cache thrashed and the process slowed down epoch after epoch (ML-1M: 38 s -> 63 s per epoch in four
+    epochs, +300 MB per epoch)."""
+    if width <= 16:
+        return width
+    step = 1 << (width.bit_length() - 3)  # a quarter of the power of two below width
+    return -(-width // step) * step
+
+
 def window_batches(
     inputs: Tensor,
     targets: Tensor,
@@ -80,7 +94,8 @@ def window_batches(
             the order of the steps.
         extra: ``(R, max_len)`` windows aligned with ``inputs`` (e.g. time gaps), yielded third when given.
 
-    Every batch is cut to its longest real window; the draws depend only on the generator.
+    Every batch is cut to its longest real window rounded up by :func:`shape_bucket` (right padding, capped at
+    the windows' width); the draws depend only on the generator.
     """
     bs = batch_size
     if batch_tokens is not None:  # windows per step, for the size of the bucketing pools
@@ -100,7 +115,7 @@ def window_batches(
             chunks = list(perm.split(sizes[sizes > 0].tolist()))
         for j in torch.randperm(len(chunks), generator=gen).tolist():
             idx = chunks[j]
-            width = int(lengths[idx].max())
+            width = min(shape_bucket(int(lengths[idx].max())), inputs.shape[1])
             if extra is None:
                 yield inputs[idx, :width], targets[idx, :width]
             else:
