@@ -420,3 +420,26 @@ def test_fusion_cell_references_are_checked_before_anything_runs(bench: Path, me
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0], result.stderr
     assert not (bench / "out").exists()
+
+
+def test_report_only_writes_the_finished_cells_and_computes_none(bench: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = Counter(monkeypatch)
+    result = _run(bench, "--report-only")
+    assert result.exit_code == 0, result.output
+    assert calls.calls == []
+    report = json.loads((bench / "out" / "report" / "report.json").read_text())
+    assert report["cells"]["done"] == 0
+    assert report["datasets"]["synth"]["models"]["als"]["status"] == {"1": "missing", "2": "missing"}
+    assert _run(bench).exit_code == 0
+    killed = bench / "out" / "cells" / "synth" / "als" / "seed-2"
+    (killed / "metrics.json").unlink()
+    again = Counter(monkeypatch)
+    docs = bench / "benchmarks.md"
+    docs.write_text("<!-- benchmark:tiny -->\n<!-- /benchmark:tiny -->\n", encoding="utf-8")
+    result = _run(bench, "--report-only", "--update-docs", str(docs))
+    assert result.exit_code == 0, result.output
+    assert again.calls == [] and not (killed / "metrics.json").exists()
+    models = json.loads((bench / "out" / "report" / "report.json").read_text())["datasets"]["synth"]["models"]
+    assert models["als"]["seeds"] == [1] and models["popularity"]["seeds"] == [1, 2]
+    text = docs.read_text(encoding="utf-8")
+    assert "| als |" in text and "1/2 (seed 2: missing)" in text and "--report-only" not in text

@@ -36,6 +36,8 @@ class BenchmarkArgs:
     quiet: bool
     device: str | None
     command: str
+    report_only: bool = False
+    """Write the report (and the docs section) from the cells already finished; compute none."""
 
 
 @contextmanager
@@ -159,7 +161,7 @@ def run_benchmark(log: o.LogOptions, args: BenchmarkArgs, out_console: Console, 
     if args.section is not None and args.update_docs is None:
         raise ConfigError("--section names the docs section that --update-docs FILE rewrites: give --update-docs")
 
-    outcomes = _run_cells(plan, args, err_console, flat=flat)
+    outcomes = {} if args.report_only else _run_cells(plan, args, err_console, flat=flat)
     report = build_report(plan, outcomes, command=args.command)
     folder = write_report(report, out, source=plan.source)
     if args.update_docs is not None:

@@ -577,6 +577,13 @@ def benchmark(
     section: Annotated[str | None, typer.Option(help="Section of --update-docs (default: the config's name).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars or per-cell lines.")] = False,
+    report_only: Annotated[
+        bool,
+        typer.Option(
+            help="Write the report (and the --update-docs section) from the cells already finished, computing none: "
+            "the partial results of a long benchmark (unfinished cells show as missing)."
+        ),
+    ] = False,
     device: o.Device = None,
 ) -> None:
     """Train and evaluate several models on one dataset (same data options and split) and print a table; or,
@@ -596,6 +603,7 @@ def benchmark(
         section=section,
         json_out=json_out,
         quiet=quiet,
+        report_only=report_only,
         device=device,
         command=command_line(ctx),
     )
