@@ -360,7 +360,11 @@ def plan_benchmark(
                 run_config = build(_with_member_runs(entry_m.params, {c.model: str(c.folder) for c in needs}))
                 # the key of a cell built on other cells holds their keys, not their folders: moving --out
                 # keeps it, retraining a member (another key) reruns it
-                keyed = build(_with_member_runs(entry_m.params, {c.model: f"cell:{c.key}" for c in needs}))
+                keyed = (
+                    build(_with_member_runs(entry_m.params, {c.model: f"cell:{c.key}" for c in needs}))
+                    if needs
+                    else run_config
+                )
                 cell = Cell(
                     dataset=name,
                     model=entry_m.key,
