@@ -1,16 +1,19 @@
-"""Score normalisation, blending and the weight grid of :class:`attnrec.models.fusion.Fusion` (pure numpy, plus
-the evaluation protocol's ranking rules for the validation metric of a blend)."""
+"""Score normalisation, blending, the weight grid and its search on validation for
+:class:`attnrec.models.fusion.Fusion` (numpy, plus the evaluation protocol's ranking rules for the validation
+metric of a blend)."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from math import comb
+from typing import Any
 
 import numpy as np
 import torch
 from scipy.stats import rankdata
 
+from attnrec.data.interactions import Interactions
 from attnrec.errors import ConfigError
 
 NORMALISATIONS = ("rank", "zscore", "minmax", "rrf")
@@ -106,4 +109,63 @@ def metric_sum(
     return float(ranking_metrics_from_positions(pos, counts, (k,))[metric].sum())
 
 
-__all__ = ["NORMALISATIONS", "blend", "metric_sum", "normalise", "weight_grid"]
+def search_weights(
+    member_rows: Callable[..., tuple[list[np.ndarray], np.ndarray]],
+    grid: np.ndarray,
+    train: Interactions,
+    valid: Interactions,
+    *,
+    metric: str,
+    num_items: int,
+    uses_time: bool,
+    progress: Callable[[str, float, float | None], None] | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The weight vector of ``grid`` with the best mean ``metric`` (``ndcg@10``...) over the users of ``valid``,
+    histories from ``train`` (events before the targets), and what the search saw. ``member_rows(users,
+    histories, times)`` gives each member's normalised score rows and which rows it can score. Ties go to the
+    weights nearest to uniform."""
+    k = int(metric.split("@")[1])
+    members = grid.shape[1]
+    users = valid.active_users().astype(np.int64)
+    h_off, h_items = train.sequence_offsets(), train.item_idx
+    h_times = train.timestamp if uses_time else None
+    v_off, v_items = valid.sequence_offsets(), valid.item_idx
+    totals = np.zeros(len(grid))
+    member_totals = np.zeros(members)
+    batch = max(1, min(1024, (1 << 22) // (num_items + 1)))
+    for start in range(0, len(users), batch):
+        chunk = users[start : start + batch]
+        hists = [h_items[h_off[u] : h_off[u + 1]] for u in chunk.tolist()]
+        times = None if h_times is None else [h_times[h_off[u] : h_off[u + 1]] for u in chunk.tolist()]
+        normed, ok = member_rows(chunk, hists, times)
+        seen_rows = np.repeat(np.arange(len(chunk)), [len(h) for h in hists])
+        seen_cols = np.concatenate(hists) if hists else np.zeros(0, dtype=np.int64)
+        targets = [np.unique(v_items[v_off[u] : v_off[u + 1]]) for u in chunk.tolist()]
+        counts = np.asarray([len(t) for t in targets])
+        tcols = np.full((len(chunk), int(counts.max())), -1, dtype=np.int64)
+        for row, t in enumerate(targets):
+            tcols[row, : len(t)] = t
+        tcols_t = torch.from_numpy(tcols)
+
+        seen = (seen_rows, seen_cols)
+        for c, w in enumerate(grid):
+            totals[c] += metric_sum(blend(normed, ok, w), seen, tcols_t, counts, metric, k)
+        for i in range(members):
+            member_totals[i] += metric_sum(normed[i], seen, tcols_t, counts, metric, k)
+        if progress is not None:
+            progress("fusion weights", float(start + len(chunk)), float(len(users)))
+    means = totals / max(len(users), 1)
+    uniform = np.full(members, 1.0 / members)
+    best = max(range(len(grid)), key=lambda c: (round(float(means[c]), 12), -float(np.abs(grid[c] - uniform).sum())))
+    return grid[best].copy(), {
+        "tuned": True,
+        "metric": metric,
+        "valid_users": len(users),
+        "grid": grid.round(6).tolist(),
+        "valid_scores": [round(float(v), 6) for v in means],
+        "member_valid_scores": [round(float(v), 6) for v in member_totals / max(len(users), 1)],
+        "best_valid_score": round(float(means[best]), 6),
+    }
+
+
+__all__ = ["NORMALISATIONS", "blend", "metric_sum", "normalise", "search_weights", "weight_grid"]

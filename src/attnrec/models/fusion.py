@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from attnrec.base import MODEL_WEIGHTS, Recommender
@@ -40,7 +39,7 @@ from attnrec.config import ModelConfig
 from attnrec.data.interactions import Interactions
 from attnrec.errors import PersistenceError
 from attnrec.io import write_json
-from attnrec.models._blend import NORMALISATIONS, blend, metric_sum, normalise, weight_grid
+from attnrec.models._blend import NORMALISATIONS, blend, normalise, search_weights, weight_grid
 from attnrec.models._members import jsonable, load_member_run
 from attnrec.training.options import TrainingOptions
 
@@ -203,56 +202,20 @@ class Fusion(Recommender):
         self, train: Interactions, valid: Interactions, options: TrainingOptions
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Grid search of the weights on ``valid`` with histories from ``train`` (events before the targets)."""
-        match = _METRIC_RE.match(self.config.tune_metric)
-        assert match is not None
-        metric, k = self.config.tune_metric, int(match.group(2))
-        grid = weight_grid(len(self.members_), self.config.grid_points, self.config.max_candidates)
         assert self.users_ is not None and self.items_ is not None
         if valid.users != self.users_ or valid.items != self.items_:
             valid = valid.with_vocabularies(self.users_, self.items_)
-        users = valid.active_users().astype(np.int64)
-        h_off, h_items = train.sequence_offsets(), train.item_idx
-        h_times = train.timestamp if self.uses_time else None
-        v_off, v_items = valid.sequence_offsets(), valid.item_idx
-        C = self.num_items + 1
-        totals = np.zeros(len(grid))
-        member_totals = np.zeros(len(self.members_))
-        batch = max(1, min(1024, (1 << 22) // C))
-        for start in range(0, len(users), batch):
-            chunk = users[start : start + batch]
-            hists = [h_items[h_off[u] : h_off[u + 1]] for u in chunk.tolist()]
-            times = None if h_times is None else [h_times[h_off[u] : h_off[u + 1]] for u in chunk.tolist()]
-            normed, ok = self._member_rows(chunk, hists, times)
-            seen_rows = np.repeat(np.arange(len(chunk)), [len(h) for h in hists])
-            seen_cols = np.concatenate(hists) if hists else np.zeros(0, dtype=np.int64)
-            targets = [np.unique(v_items[v_off[u] : v_off[u + 1]]) for u in chunk.tolist()]
-            counts = np.asarray([len(t) for t in targets])
-            tcols = np.full((len(chunk), int(counts.max())), -1, dtype=np.int64)
-            for row, t in enumerate(targets):
-                tcols[row, : len(t)] = t
-            tcols_t = torch.from_numpy(tcols)
-
-            seen = (seen_rows, seen_cols)
-            for c, w in enumerate(grid):
-                totals[c] += metric_sum(blend(normed, ok, w), seen, tcols_t, counts, metric, k)
-            for i in range(len(self.members_)):
-                member_totals[i] += metric_sum(normed[i], seen, tcols_t, counts, metric, k)
-            if options.progress is not None:
-                options.progress("fusion weights", float(start + len(chunk)), float(len(users)))
-        means = totals / max(len(users), 1)
-        uniform = np.full(len(self.members_), 1.0 / len(self.members_))
-        best = max(
-            range(len(grid)), key=lambda c: (round(float(means[c]), 12), -float(np.abs(grid[c] - uniform).sum()))
+        grid = weight_grid(len(self.members_), self.config.grid_points, self.config.max_candidates)
+        return search_weights(
+            self._member_rows,
+            grid,
+            train,
+            valid,
+            metric=self.config.tune_metric,
+            num_items=self.num_items,
+            uses_time=self.uses_time,
+            progress=options.progress,
         )
-        return grid[best].copy(), {
-            "tuned": True,
-            "metric": metric,
-            "valid_users": len(users),
-            "grid": grid.round(6).tolist(),
-            "valid_scores": [round(float(v), 6) for v in means],
-            "member_valid_scores": [round(float(v), 6) for v in member_totals / max(len(users), 1)],
-            "best_valid_score": round(float(means[best]), 6),
-        }
 
     # ------------------------------------------------------------------ scoring
     def _member_rows(
