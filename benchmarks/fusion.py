@@ -3,7 +3,7 @@
 Protocol (the one of ``benchmarks/sequential.py``): per user the last event is test, the second last validation, the
 rest training. Per seed one ``fusion`` model is fitted on *train*: it trains its members (SASRec with its defaults
 and early stopping on validation, EASE with its defaults or ``--ease-l2``), then chooses the blend weight alpha on
-the validation events with histories = train (21 points of [0, 1], NDCG@10). Fusion and each member are then
+the validation events with histories = train (101 points of [0, 1], NDCG@10). Fusion and each member are then
 evaluated once on *test* with history = train + valid, ranking every item not in the history; the fusion is compared
 with each member by a paired t-test and a Wilcoxon signed-rank test on the per-user test NDCG@10
 (:func:`attnrec.evaluation.stats.paired_test`). The members evaluated are the fusion's own members, so the comparison

@@ -21,7 +21,7 @@ from attnrec.data.split import leave_one_out
 from attnrec.data.synthetic import block_interactions, planted_sequences
 from attnrec.errors import ConfigError, PersistenceError
 from attnrec.evaluation import evaluate
-from attnrec.models.fusion import Fusion, blend, normalise, weight_grid
+from attnrec.models.fusion import Fusion, FusionConfig, blend, normalise, weight_grid
 from attnrec.registry import create_model
 from attnrec.testing.conformance import RecommenderConformance
 from attnrec.training.options import TrainingOptions
@@ -144,7 +144,7 @@ def noise_registered(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("normalisation", ["rank", "zscore", "minmax", "rrf"])
 def test_a_useless_member_gets_weight_zero_on_validation(noise_registered: None, normalisation: str) -> None:
-    split = leave_one_out(planted_sequences(120, 40, length=8, seed=2))
+    split = leave_one_out(planted_sequences(400, 40, length=8, seed=2))
     model = Fusion({"members": [{"model": "noise"}, {"model": "itemknn"}], "normalisation": normalisation}).fit(
         split.train, split.valid
     )
@@ -152,7 +152,7 @@ def test_a_useless_member_gets_weight_zero_on_validation(noise_registered: None,
     assert model.weights_[0] <= 0.1, f"noise got weight {model.weights_[0]}"
     tuning = model.train_info_["tuning"]
     assert tuning["tuned"] and tuning["valid_users"] == split.valid.num_users
-    assert len(tuning["grid"]) == len(tuning["valid_scores"]) == 21
+    assert len(tuning["grid"]) == len(tuning["valid_scores"]) == FusionConfig().grid_points == 101
     best = int(np.argmax(tuning["valid_scores"]))
     assert tuning["best_valid_score"] == max(tuning["valid_scores"])
     assert tuning["grid"][best][0] <= 0.1
@@ -214,7 +214,7 @@ def test_save_load_round_trip_holds_the_members(tmp_path: Path) -> None:
     folder = model.save(tmp_path / "fusion")
     info = json.loads((folder / "fusion.json").read_text())
     assert info["weights"] == pytest.approx(model.weights_.tolist())
-    assert info["normalisation"] == "zscore" and len(info["tuning"]["valid_scores"]) == 21
+    assert info["normalisation"] == "zscore" and len(info["tuning"]["valid_scores"]) == model.config.grid_points
     assert [m["folder"] for m in info["members"]] == ["members/0-popularity", "members/1-itemknn"]
     for m in info["members"]:
         assert (folder / m["folder"] / "model.json").is_file()

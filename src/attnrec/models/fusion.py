@@ -82,7 +82,10 @@ class FusionConfig(ModelConfig):
         None, description="Fixed member weights (>= 0, not all 0); None = tune them on the validation events."
     )
     grid_points: int = Field(
-        21, ge=2, le=1001, description="Weights tried per member on [0, 1] (2 members: alpha = 0, 0.05, ..., 1)."
+        101,
+        ge=2,
+        le=1001,
+        description="Weights tried per member on [0, 1] (2 members: alpha = 0, 0.01, ..., 1).",
     )
     max_candidates: int = Field(
         300, ge=2, description="At most this many weight vectors are tried (3+ members: a coarser simplex grid)."
