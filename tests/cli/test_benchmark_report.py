@@ -15,6 +15,7 @@ import pytest
 from scipy import stats as sps
 from typer.testing import CliRunner
 
+import attnrec.evaluation.benchmark
 import attnrec.runs
 from attnrec.cli.main import app
 from attnrec.data.synthetic import make_synthetic
@@ -24,6 +25,7 @@ from attnrec.evaluation.benchmark import (
     CellTimeoutError,
     parse_benchmark_config,
     plan_benchmark,
+    read_benchmark_config,
     read_per_user,
     run_cell,
 )
@@ -193,6 +195,52 @@ def test_rerun_skips_finished_cells_and_a_killed_cell_is_recomputed(
     assert _run(bench).exit_code == 0
     assert sorted(Path(c).name for c in fourth.calls) == ["seed-1", "seed-2"]
     assert all("/als/" in c for c in fourth.calls)
+
+
+def test_every_hyperparameter_is_in_the_key_so_a_changed_default_reruns_its_cells(
+    bench: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _run(bench).exit_code == 0
+    out = bench / "out"
+    # writing a default out is the same configuration: nothing runs again
+    (bench / "bench.toml").write_text(CONFIG.replace("iterations = 3", "iterations = 3, regularization = 0.05"))
+    spelled = Counter(monkeypatch)
+    assert _run(bench).exit_code == 0
+    assert spelled.calls == []
+    # a release whose ALS resolves another default: exactly the ALS cells run again
+    real = attnrec.evaluation.benchmark.model_params
+
+    def new_default(run_config: Any) -> dict[str, Any]:
+        params = real(run_config)
+        return {**params, "alpha": params["alpha"] + 1.0} if run_config.model == "als" else params
+
+    monkeypatch.setattr(attnrec.evaluation.benchmark, "model_params", new_default)
+    changed = Counter(monkeypatch)
+    assert _run(bench).exit_code == 0
+    assert sorted(Path(c).parent.name + "/" + Path(c).name for c in changed.calls) == ["als/seed-1", "als/seed-2"]
+    assert all((out / "cells" / "synth" / m / "seed-1" / CELL_JSON).is_file() for m in ("als", "popularity"))
+
+
+def test_a_marker_of_the_earlier_key_counts_while_the_stored_hyperparameters_are_todays(
+    bench: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _run(bench).exit_code == 0
+    plan = plan_benchmark(read_benchmark_config(bench / "bench.toml"), bench / "out", base_dir=bench)
+    als = next(c for c in plan.cells if c.model == "als" and c.seed == 1)
+    pop = next(c for c in plan.cells if c.model == "popularity" and c.seed == 1)
+    assert als.legacy_key is not None and als.legacy_key != als.key
+    for cell in (als, pop):  # markers as an earlier release wrote them
+        marker = json.loads((cell.folder / CELL_JSON).read_text())
+        (cell.folder / CELL_JSON).write_text(json.dumps({**marker, "key": cell.legacy_key}))
+    # the ALS run was trained under an older default: its config.json says so
+    stored = json.loads((als.folder / "config.json").read_text())
+    stored["params"]["alpha"] = stored["params"]["alpha"] + 1.0
+    (als.folder / "config.json").write_text(json.dumps(stored))
+    calls = Counter(monkeypatch)
+    assert _run(bench).exit_code == 0
+    assert calls.calls == [str(als.folder)]  # popularity kept (and its marker upgraded), ALS retrained
+    assert json.loads((pop.folder / CELL_JSON).read_text())["key"] == pop.key
+    assert json.loads((als.folder / CELL_JSON).read_text())["key"] == als.key
 
 
 def test_an_interrupted_run_keeps_finished_cells_and_resumes(bench: Path, monkeypatch: pytest.MonkeyPatch) -> None:

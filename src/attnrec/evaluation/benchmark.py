@@ -159,6 +159,9 @@ class Cell:
     time_limit: float | None
     needs: tuple[Cell, ...] = ()
     """Cells whose run folders this cell reads (a ``fusion`` whose members are ``{cell = LABEL}``)."""
+    legacy_key: str | None = None
+    """The key of markers written before keys held every hyperparameter (only the ones the config file gave):
+    such a marker still counts when the run's stored hyperparameters equal today's (see :func:`marker_matches`)."""
 
     @property
     def name(self) -> str:
@@ -374,6 +377,7 @@ def plan_benchmark(
                     key=cell_key(keyed, sha),
                     time_limit=entry_m.time_limit or config.time_limit,
                     needs=needs,
+                    legacy_key=None if needs else cell_key(keyed, sha, all_params=False),
                 )
                 planned[(entry_m.key, seed)] = cell
                 cells.append(cell)
@@ -404,11 +408,23 @@ def _run_config(
         raise ConfigError(f"{where}: {_pydantic_line(exc, prefix)}") from None
 
 
-def cell_key(run_config: Any, sha256: dict[str, str]) -> str:
+def model_params(run_config: Any) -> dict[str, Any]:
+    """Every hyperparameter of the cell's model, the defaults of this attnrec version filled in (JSON values)."""
+    from attnrec.registry import get_model_class
+
+    config = get_model_class(run_config.model).config_class.create(dict(run_config.params))
+    return json.loads(json.dumps(config.model_dump(mode="json")))
+
+
+def cell_key(run_config: Any, sha256: dict[str, str], *, all_params: bool = True) -> str:
     """sha256 of what decides a cell's result: the run configuration (without ``threads``, ``device`` and
     ``processes``, which decide only where and how fast it runs; data paths replaced by their contents'
-    sha256) and the data files' sha256."""
+    sha256), every hyperparameter of the model (defaults included, so a release that changes a default reruns
+    the cells it touches) and the data files' sha256. ``all_params=False``: the key of earlier releases
+    (hyperparameters as the config gave them)."""
     payload = run_config.model_dump(mode="json", exclude={"threads", "device", "processes"})
+    if all_params:
+        payload["params"] = model_params(run_config)
     data = dict(payload["data"])
     for field in ("path", "items_path", "users_path", "item_id_map"):
         data.pop(field, None)
@@ -431,12 +447,32 @@ def read_marker(cell: Cell) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def is_finished(cell: Cell) -> bool:
-    """True when the cell's folder holds a result of this very configuration (same key): a finished run
-    (``metrics.json`` present) or a timeout under the same or a larger limit."""
-    marker = read_marker(cell)
-    if marker is None or marker.get("key") != cell.key:
+def marker_matches(cell: Cell, marker: dict[str, Any] | None) -> bool:
+    """True when ``marker`` was written for this very configuration: its key is the cell's, or it is the
+    earlier releases' key and the run folder's stored hyperparameters (``config.json``, defaults filled in at
+    training time) equal the ones this version resolves (then the marker is upgraded to the new key)."""
+    if marker is None:
         return False
+    if marker.get("key") == cell.key:
+        return True
+    if cell.legacy_key is None or marker.get("key") != cell.legacy_key:
+        return False
+    stored = read_json(cell.folder / "config.json") if (cell.folder / "config.json").is_file() else None
+    if not isinstance(stored, dict) or stored.get("params") != model_params(cell.run_config):
+        return False
+    upgraded = {**marker, "key": cell.key}
+    tmp = cell.folder / (CELL_JSON + ".tmp")
+    write_json(tmp, upgraded)
+    os.replace(tmp, cell.folder / CELL_JSON)
+    return True
+
+
+def is_finished(cell: Cell) -> bool:
+    """True when the cell's folder holds a result of this very configuration (:func:`marker_matches`): a
+    finished run (``metrics.json`` present) or a timeout under the same or a larger limit."""
+    if not marker_matches(cell, read_marker(cell)):
+        return False
+    marker = read_marker(cell) or {}
     if marker.get("status") == "done":
         return (cell.folder / "metrics.json").is_file()
     if marker.get("status") == "timeout":

@@ -34,6 +34,7 @@ from attnrec.evaluation.benchmark import (
     CellOutcome,
     cell_members,
     cpu_name,
+    marker_matches,
     read_marker,
     read_per_user,
 )
@@ -210,7 +211,8 @@ def _read_json_dict(path: Path) -> dict[str, Any]:
 
 def _cell_state(cell: Cell, outcome: CellOutcome | None) -> tuple[str, dict[str, Any] | None, dict[str, Any] | None]:
     marker = read_marker(cell)
-    if marker is not None and marker.get("key") == cell.key:
+    if marker_matches(cell, marker):
+        marker = read_marker(cell) or {}
         if marker.get("status") == "done" and (cell.folder / "metrics.json").is_file():
             return "done", _read_json_dict(cell.folder / "metrics.json"), marker
         if marker.get("status") == "timeout":
