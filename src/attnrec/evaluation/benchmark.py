@@ -38,6 +38,7 @@ from attnrec.io import read_json, write_json
 
 CELL_JSON = "benchmark_cell.json"
 PER_USER_NPZ = "per_user_test.npz"
+CTR_TEST_NPZ = "ctr_test.npz"
 CELL_FORMAT = 1
 MINIMISED = ("rmse", "mae", "logloss")
 """Metrics where lower is better (the best model is the one with the lowest mean)."""
@@ -573,6 +574,7 @@ def run_cell(
                 on_epoch=on_epoch,
             )
             per_user = _per_user_test(result.model, loaded[0], cell.run_config, progress) if loaded else None
+            ctr_test = _ctr_test(result.model, loaded[0], cell.run_config) if loaded else None
     except CellTimeoutError as exc:
         seconds = time.perf_counter() - start
         shutil.rmtree(folder, ignore_errors=True)
@@ -582,6 +584,8 @@ def run_cell(
     seconds = time.perf_counter() - start
     if per_user is not None:
         np.savez(folder / PER_USER_NPZ, **per_user)  # type: ignore[arg-type]
+    if ctr_test is not None:
+        np.savez(folder / CTR_TEST_NPZ, **ctr_test)  # type: ignore[arg-type]
     _write_marker(cell, "done", seconds, "")
     return CellOutcome(cell, "done", False, seconds, "", result.metrics)
 
@@ -627,6 +631,33 @@ def _per_user_test(model: Any, data: Any, run_config: Any, progress: Any | None)
         progress=progress,
     )
     return {"users": np.asarray(result.users, dtype=np.int64), **{k: v for k, v in result.per_user.items()}}
+
+
+def _ctr_test(model: Any, data: Any, run_config: Any) -> dict[str, np.ndarray] | None:
+    """Task ``ctr``: the test impressions' users, labels and scores (``probabilistic``: whether the scores are
+    probabilities), for the report's user-bootstrap intervals and paired tests."""
+    from attnrec.evaluation import evaluate_ctr
+
+    targets = data.split.targets("test")
+    if run_config.task != "ctr" or len(targets) == 0:
+        return None
+    result = evaluate_ctr(model, targets, history=data.split.history_for("test").positives(), n_boot=0)
+    assert targets.label is not None  # evaluate_ctr refuses unlabelled impressions
+    return {
+        "users": np.asarray(targets.user_idx, dtype=np.int64),
+        "labels": np.asarray(targets.label, dtype=np.float64),
+        "scores": np.asarray(result.scores, dtype=np.float64),
+        "probabilistic": np.asarray([bool(model.predicts_probabilities)]),
+    }
+
+
+def read_ctr_test(folder: Path) -> dict[str, np.ndarray] | None:
+    """A click-prediction cell's saved test impressions (``None`` when it has none)."""
+    path = folder / CTR_TEST_NPZ
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as npz:
+        return {k: np.asarray(npz[k]) for k in npz.files}
 
 
 def read_per_user(folder: Path) -> dict[str, np.ndarray] | None:

@@ -166,9 +166,50 @@ def bootstrap_ctr(
     names = list(CTR_METRICS if probabilistic else CTR_METRICS[:2])
     if n_boot == 0:
         return {m: (math.nan, math.nan) for m in names}
+    draws = ctr_replicates(
+        labels, scores, groups, user_multiplicities(groups, n_boot, seed), probabilistic=probabilistic
+    )
+    alpha = (1.0 - level) / 2.0
+    out: dict[str, tuple[float, float]] = {}
+    for m in names:
+        vals = draws[m][~np.isnan(draws[m])]
+        out[m] = (
+            (float(np.quantile(vals, alpha)), float(np.quantile(vals, 1 - alpha)))
+            if len(vals)
+            else (math.nan, math.nan)
+        )
+    return out
+
+
+def user_multiplicities(groups: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """``(n_boot, n_users)`` how often each distinct user of ``groups`` (sorted ids) is drawn in each of
+    ``n_boot`` resamples of the users with replacement (seeded: the same users and seed give the same draws,
+    which pairs two models' resamples on the same impressions)."""
+    n_users = len(np.unique(groups))
+    rng = np.random.default_rng(seed)
+    out = np.empty((n_boot, n_users), dtype=np.float64)
+    for b in range(n_boot):
+        out[b] = np.bincount(rng.integers(0, n_users, n_users), minlength=n_users)
+    return out
+
+
+def ctr_replicates(
+    labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, multiplicities: np.ndarray, *, probabilistic: bool
+) -> dict[str, np.ndarray]:
+    """auc, gauc (and logloss) of each resample of the users: metric -> ``(n_boot,)`` values.
+
+    ``scores``: NaN counts as the lowest score for auc/gauc, and a non-finite score as 0.5 for logloss (as
+    :func:`evaluate_ctr`);
+    ``multiplicities``: rows of :func:`user_multiplicities` for these ``groups``."""
+    labels = np.asarray(labels, dtype=np.float64)
+    raw = np.asarray(scores, dtype=np.float64)
+    scores = np.where(np.isnan(raw), -np.inf, raw)
     ug, inv = np.unique(groups, return_inverse=True)
     n_users = len(ug)
-    rng = np.random.default_rng(seed)
+    if multiplicities.shape[1] != n_users:
+        raise ConfigError(
+            f"the 'multiplicities' need one column per distinct user ({n_users}); got {multiplicities.shape[1]}"
+        )
     ranks = rankdata(scores, method="dense").astype(np.int64)
     n_ranks = int(ranks.max()) + 1
     y = labels.astype(bool)
@@ -178,28 +219,16 @@ def bootstrap_ctr(
     both = (pos_counts > 0) & (pos_counts < user_counts)
     loss_sum = None
     if probabilistic:
-        p = np.clip(np.where(np.isfinite(scores), scores, 0.5), 1e-15, 1 - 1e-15)
+        p = np.clip(np.where(np.isfinite(raw), raw, 0.5), 1e-15, 1 - 1e-15)
         loss_sum = np.bincount(inv, weights=-(labels * np.log(p) + (1 - labels) * np.log1p(-p)), minlength=n_users)
-    draws: dict[str, list[float]] = {m: [] for m in names}
-    for _ in range(n_boot):
-        mult = np.bincount(rng.integers(0, n_users, n_users), minlength=n_users).astype(np.float64)
-        w = mult[inv]
-        draws["auc"].append(_weighted_auc(ranks, y, w, n_ranks))
+    draws: dict[str, list[float]] = {m: [] for m in (CTR_METRICS if probabilistic else CTR_METRICS[:2])}
+    for mult in multiplicities:
+        draws["auc"].append(_weighted_auc(ranks, y, mult[inv], n_ranks))
         wb = mult[both] * weight
         draws["gauc"].append(float(np.sum(per * wb) / np.sum(wb)) if wb.sum() > 0 else math.nan)
         if loss_sum is not None:
             draws["logloss"].append(float(np.sum(mult * loss_sum) / np.sum(mult * user_counts)))
-    alpha = (1.0 - level) / 2.0
-    out: dict[str, tuple[float, float]] = {}
-    for m in names:
-        vals = np.asarray(draws[m])
-        vals = vals[~np.isnan(vals)]
-        out[m] = (
-            (float(np.quantile(vals, alpha)), float(np.quantile(vals, 1 - alpha)))
-            if len(vals)
-            else (math.nan, math.nan)
-        )
-    return out
+    return {m: np.asarray(v, dtype=np.float64) for m, v in draws.items()}
 
 
 def _weighted_auc(ranks: np.ndarray, positive: np.ndarray, weights: np.ndarray, n_ranks: int) -> float:

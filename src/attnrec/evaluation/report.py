@@ -10,6 +10,10 @@ Statistics (also stated in every report):
   per user, each model's value averaged over its seeds; over the users both models evaluated, the two-sided
   paired t-test (:func:`attnrec.evaluation.stats.paired_test`; the Wilcoxon signed-rank p-value is in
   ``report.json``). Not corrected for multiple comparisons.
+* **click prediction** (headline ``auc``, ``gauc`` or ``logloss``, no per-user values): the CI is the percentile
+  interval of the metric over 1,000 resamples of each seed's test users (generator seed = the seed), averaged
+  over the seeds; the p value is a paired bootstrap (both models on the same resampled users of the same
+  impressions; two-sided, add-one smoothed).
 """
 
 from __future__ import annotations
@@ -35,9 +39,11 @@ from attnrec.evaluation.benchmark import (
     cell_members,
     cpu_name,
     marker_matches,
+    read_ctr_test,
     read_marker,
     read_per_user,
 )
+from attnrec.evaluation.ctr import CTR_METRICS, ctr_replicates, user_multiplicities
 from attnrec.io import read_json, write_json
 
 REPORT_DIR = "report"
@@ -48,6 +54,18 @@ STATISTICS_NOTE = (
     "over users on the seed-averaged per-user headline metric (Wilcoxon in report.json), not corrected for "
     "multiple comparisons"
 )
+CTR_BOOTSTRAP_SAMPLES = 1000
+CTR_STATISTICS_NOTE = (
+    "mean ± sd over seeds (sample sd); 95% CI of the headline metric: user bootstrap (1,000 resamples of each "
+    "seed's test users, percentile) of the metric averaged over the seeds; p vs best: two-sided paired bootstrap "
+    "(both models scored on the same resampled users of each seed's test impressions; p = 2 x the smaller share "
+    "of resampled differences on either side of 0, with add-one smoothing), not corrected for multiple comparisons"
+)
+
+
+def statistics_note(metric: str) -> str:
+    """The statistics line of a report whose headline metric is ``metric``."""
+    return CTR_STATISTICS_NOTE if metric in CTR_METRICS else STATISTICS_NOTE
 
 
 @dataclass
@@ -72,6 +90,10 @@ class ModelRow:
     paired_users: int | None = None
     per_user: tuple[np.ndarray, np.ndarray] | None = None
     """(users, seed-averaged headline values) for the tests."""
+    ctr_tests: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
+    """Click prediction: seed -> the cell's test impressions (``users``, ``labels``, ``scores``)."""
+    ctr_replicates: np.ndarray | None = None
+    """Click prediction: the headline metric of each user resample, averaged over the seeds."""
     curves: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
     vs_members: dict[str, dict[str, Any]] = field(default_factory=dict)
     """A fusion of other rows (members ``{cell = LABEL}``): member label -> ``delta``, ``p_value_t``,
@@ -166,12 +188,18 @@ def build_report(plan: BenchmarkPlan, outcomes: dict[str, CellOutcome] | None = 
                 pu = read_per_user(cell.folder)
                 if pu is not None and config.metric in pu:
                     per_user.append((pu["users"], pu[config.metric]))
+                impressions = read_ctr_test(cell.folder) if config.metric in CTR_METRICS else None
+                if impressions is not None:
+                    row.ctr_tests[cell.seed] = impressions
                 curve = _curve(cell.folder / "history.csv", f"valid_{config.metric}")
                 if len(curve) > 1:
                     row.curves[cell.seed] = curve
             if per_user and len(per_user) == len(row.seeds):
                 row.per_user = _seed_average(per_user)
                 row.ci95 = bootstrap_ci(row.per_user[1])
+            if row.seeds and len(row.ctr_tests) == len(row.seeds):
+                row.ctr_replicates = _ctr_seed_replicates(row.ctr_tests, config.metric)
+                row.ci95 = _percentile_interval(row.ctr_replicates)
             rows.append(row)
         best = _best(rows, config.metric, minimise=config.minimise)
         _paired_tests(rows, best, config.metric, str(info.get("protocol") or "full"))
@@ -258,12 +286,52 @@ def _best(rows: list[ModelRow], metric: str, *, minimise: bool) -> str | None:
     return pick(scored, key=lambda t: t[0])[1]  # type: ignore[arg-type,return-value]
 
 
+def _ctr_seed_replicates(tests: dict[int, dict[str, np.ndarray]], metric: str) -> np.ndarray:
+    """``metric`` on each of :data:`CTR_BOOTSTRAP_SAMPLES` user resamples, averaged over the seeds; the resamples
+    of a seed are drawn with that seed, so two models evaluated on the same impressions share them."""
+    per_seed = []
+    for seed, t in sorted(tests.items()):
+        mult = user_multiplicities(t["users"], CTR_BOOTSTRAP_SAMPLES, seed)
+        reps = ctr_replicates(t["labels"], t["scores"], t["users"], mult, probabilistic=bool(t["probabilistic"][0]))
+        per_seed.append(reps.get(metric, np.full(CTR_BOOTSTRAP_SAMPLES, np.nan)))
+    return np.mean(per_seed, axis=0)
+
+
+def _percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:
+    finite = values[np.isfinite(values)]
+    if len(finite) == 0:
+        return None
+    alpha = (1.0 - level) / 2.0
+    return float(np.quantile(finite, alpha)), float(np.quantile(finite, 1.0 - alpha))
+
+
+def _paired_ctr(row: ModelRow, ref: ModelRow) -> dict[str, Any] | None:
+    """Paired user bootstrap of ``row`` against ``ref`` (click prediction): None unless both have every seed's
+    impressions and those are the same impressions (users and labels) seed by seed."""
+    if row.ctr_replicates is None or ref.ctr_replicates is None or set(row.ctr_tests) != set(ref.ctr_tests):
+        return None
+    for seed, t in row.ctr_tests.items():
+        u = ref.ctr_tests[seed]
+        if not (np.array_equal(t["users"], u["users"]) and np.array_equal(t["labels"], u["labels"])):
+            return None
+    diff = row.ctr_replicates - ref.ctr_replicates
+    diff = diff[np.isfinite(diff)]
+    if len(diff) == 0:
+        return None
+    n = len(diff)
+    below, above = (int(np.sum(diff <= 0)) + 1) / (n + 1), (int(np.sum(diff >= 0)) + 1) / (n + 1)
+    users = sum(len(np.unique(t["users"])) for t in row.ctr_tests.values())
+    return {"p_value_t": min(1.0, 2.0 * min(below, above)), "p_value_wilcoxon": None, "n_users": users}
+
+
 def _paired(row: ModelRow, ref: ModelRow, metric: str, protocol: str) -> dict[str, Any] | None:
-    """Paired tests of ``row`` against ``ref`` over their common users (seed-averaged per-user values), or None
-    without per-user values or with fewer than two common users."""
+    """Paired tests of ``row`` against ``ref`` over their common users (seed-averaged per-user values; click
+    prediction: :func:`_paired_ctr`), or None without per-user values or with fewer than two common users."""
     from attnrec.evaluation.protocol import EvaluationResult
     from attnrec.evaluation.stats import paired_test
 
+    if row.ctr_replicates is not None or ref.ctr_replicates is not None:
+        return _paired_ctr(row, ref)
     if row.per_user is None or ref.per_user is None:
         return None
 
@@ -514,7 +582,7 @@ def docs_block(report: Report, *, command: str | None = None) -> str:
         "",
         f"Versions: {_versions_line(report)}. Cells: {report.cells_done}/{report.cells_total} finished, "
         f"{_seconds(report.cell_seconds)} of cell time (fit + evaluation, summed). Seeds: "
-        f"{', '.join(str(s) for s in report.seeds)}. Statistics: {STATISTICS_NOTE}.",
+        f"{', '.join(str(s) for s in report.seeds)}. Statistics: {statistics_note(report.metric)}.",
     ]
     for ds in report.datasets:
         header, rows = table_rows(report, ds)
@@ -534,7 +602,7 @@ def render_markdown(report: Report) -> str:
         f"Cells: {report.cells_done}/{report.cells_total} finished; {_seconds(report.cell_seconds)} of cell time "
         "(fit + evaluation, summed over cells).",
         "",
-        f"Headline metric: test {report.metric}. Statistics: {STATISTICS_NOTE}.",
+        f"Headline metric: test {report.metric}. Statistics: {statistics_note(report.metric)}.",
     ]
     for ds in report.datasets:
         header, rows = table_rows(report, ds)
@@ -591,7 +659,7 @@ def render_html(report: Report) -> str:
     return env.get_template("report.html.j2").render(
         report=report,
         datasets=datasets,
-        statistics=STATISTICS_NOTE,
+        statistics=statistics_note(report.metric),
         versions=_versions_line(report),
         cell_time=_seconds(report.cell_seconds),
     )
@@ -617,7 +685,7 @@ def report_json(report: Report) -> dict[str, Any]:
         "environment": report.environment,
         "cell_versions": report.cell_versions,
         "cell_hosts": report.cell_hosts,
-        "statistics": STATISTICS_NOTE,
+        "statistics": statistics_note(report.metric),
         "datasets": {
             ds.name: {
                 "files": {role: {"path": p, "sha256": ds.sha256[role]} for role, p in ds.files.items()},
