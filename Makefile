@@ -50,9 +50,14 @@ bench-sasrec: $(STAMP)
 	$(PY) benchmarks/sasrec.py --data ml-1m --seeds 0,1,2
 
 # every generated table of docs/benchmarks.md, one config per table (finished cells are reused)
+# (sequential.toml runs after fusion.toml and starts from its finished cells: same SASRec and EASE configurations)
 bench-docs: $(STAMP)
 	for config in benchmarks/configs/*.toml; do \
-		$(VENV)/bin/attnrec benchmark --config $$config --out runs/bench/$$(basename $$config .toml) \
+		name=$$(basename $$config .toml); \
+		if [ $$name = sequential ] && [ -d runs/bench/fusion/cells ]; then \
+			mkdir -p runs/bench/sequential/cells && cp -rn runs/bench/fusion/cells/. runs/bench/sequential/cells/; \
+		fi; \
+		$(VENV)/bin/attnrec benchmark --config $$config --out runs/bench/$$name \
 			--update-docs docs/benchmarks.md || exit 1; \
 	done
 

@@ -96,3 +96,22 @@ def test_docs_index_lists_every_page() -> None:
     pages = {p.resolve() for p in (ROOT / "docs").rglob("*.md") if p != index}
     missing = sorted(str(p.relative_to(ROOT)) for p in pages - linked)
     assert missing == [], "docs/README.md does not list these pages"
+
+
+BENCHMARK_CONFIGS = sorted((ROOT / "benchmarks" / "configs").glob("*.toml"))
+
+
+@pytest.mark.parametrize("config", BENCHMARK_CONFIGS, ids=lambda p: p.stem)
+def test_each_benchmark_config_is_valid_and_has_its_docs_section(config: Path) -> None:
+    """`make bench-docs` runs every config of benchmarks/configs and writes the section named after it."""
+    from attnrec.evaluation.benchmark import read_benchmark_config
+    from attnrec.registry import create_model
+
+    parsed = read_benchmark_config(config)
+    assert parsed.name == config.stem, "the config's name is the docs section it writes"
+    for entry in parsed.models:
+        params = {k: v for k, v in entry.params.items() if k != "members"}
+        create_model(entry.name, params)  # every hyperparameter is one the model accepts
+    text = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    assert text.count(f"<!-- benchmark:{parsed.name} -->") == 1
+    assert text.count(f"<!-- /benchmark:{parsed.name} -->") == 1
