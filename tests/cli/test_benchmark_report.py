@@ -243,6 +243,24 @@ def test_a_marker_of_the_earlier_key_counts_while_the_stored_hyperparameters_are
     assert json.loads((als.folder / CELL_JSON).read_text())["key"] == als.key
 
 
+def test_only_computes_the_selected_cells_and_reports_the_rest_as_found(
+    bench: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = Counter(monkeypatch)
+    result = _run(bench, "--only", "synth/als")
+    assert result.exit_code == 0, result.output
+    assert sorted(Path(c).parent.name + "/" + Path(c).name for c in calls.calls) == ["als/seed-1", "als/seed-2"]
+    report = json.loads((bench / "out" / "report" / "report.json").read_text())
+    models = report["datasets"]["synth"]["models"]
+    assert models["als"]["seeds"] == [1, 2] and models["popularity"]["seeds"] == []
+    rest = Counter(monkeypatch)
+    assert _run(bench, "--only", "synth").exit_code == 0  # the dataset: the cells not finished yet
+    assert sorted(Path(c).parent.name for c in rest.calls) == ["popularity", "popularity"]
+    for selector, expected in (("other", "no dataset 'other'"), ("synth/knn", "no model 'knn'")):
+        bad = _run(bench, "--only", selector)
+        assert bad.exit_code != 0 and expected in bad.output
+
+
 def test_an_interrupted_run_keeps_finished_cells_and_resumes(bench: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     Counter(monkeypatch, interrupt_at=3)
     result = _run(bench)
@@ -368,6 +386,15 @@ label = "blend"
 params = { members = [{ cell = "popularity" }, { cell = "als" }], grid_points = 5 }
 """
 )
+
+
+def test_only_a_fusion_row_also_computes_its_member_cells(bench: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (bench / "bench.toml").write_text(FUSION_CONFIG, encoding="utf-8")
+    calls = Counter(monkeypatch)
+    result = _run(bench, "--only", "synth/blend")
+    assert result.exit_code == 0, result.output
+    assert len(calls.calls) == 6  # popularity and als first (members), then the blend, for both seeds
+    assert [Path(c).parent.name for c in calls.calls][-2:] == ["blend", "blend"]
 
 
 def test_a_fusion_of_cells_blends_the_finished_member_runs_and_follows_their_keys(

@@ -38,6 +38,38 @@ class BenchmarkArgs:
     command: str
     report_only: bool = False
     """Write the report (and the docs section) from the cells already finished; compute none."""
+    only: tuple[str, ...] = ()
+    """``DATASET`` or ``DATASET/LABEL`` selectors: compute only those cells (config form); empty = all."""
+
+
+def selected_cells(plan: Any, only: tuple[str, ...]) -> list[Any]:
+    """The cells ``--only`` selects (all without selectors); a selector that names no dataset or model of the
+    plan is a :class:`ConfigError` naming the valid ones. A fusion cell's member cells are selected with it."""
+    if not only:
+        return list(plan.cells)
+    datasets = [d.name for d in plan.datasets]
+    labels = [m.key for m in plan.config.models]
+    wanted: set[tuple[str, str | None]] = set()
+    for selector in only:
+        dataset, _, label = selector.partition("/")
+        if dataset not in datasets:
+            raise ConfigError(
+                f"--only {selector!r}: no dataset {dataset!r} in the config (datasets: {', '.join(datasets)})"
+            )
+        if label and label not in labels:
+            raise ConfigError(f"--only {selector!r}: no model {label!r} in the config (models: {', '.join(labels)})")
+        wanted.add((dataset, label or None))
+    chosen: dict[str, Any] = {}
+
+    def add(cell: Any) -> None:
+        for need in cell.needs:
+            add(need)
+        chosen.setdefault(cell.name, cell)
+
+    for cell in plan.cells:
+        if (cell.dataset, None) in wanted or (cell.dataset, cell.model) in wanted:
+            add(cell)
+    return [c for c in plan.cells if c.name in chosen]
 
 
 @contextmanager
@@ -146,6 +178,8 @@ def run_benchmark(log: o.LogOptions, args: BenchmarkArgs, out_console: Console, 
         )
         flat = False
     else:
+        if args.only:
+            raise ConfigError("--only selects cells of a --config benchmark; the one-dataset form runs every model")
         names = [m.strip() for m in (args.models or "").split(",") if m.strip()]
         if args.models is not None and not names:
             raise ConfigError(f"--models must list model names; got {args.models!r}")
@@ -225,13 +259,15 @@ def _run_cells(plan: Any, args: BenchmarkArgs, err_console: Console, *, flat: bo
     from attnrec.errors import AttnRecError
     from attnrec.evaluation.benchmark import CellOutcome, is_finished, run_cell
 
-    total = len(plan.cells)
-    finished = sum(1 for c in plan.cells if is_finished(c))
+    cells = selected_cells(plan, args.only)
+    total = len(cells)
+    finished = sum(1 for c in cells if is_finished(c))
     show = not (args.quiet or args.json_out)
     if show:
+        chosen = f", {total} selected by --only" if args.only else ""
         err_console.print(
-            f"benchmark {plan.config.name}: {total} cells ({len(plan.datasets)} datasets x "
-            f"{len(plan.config.models)} models x {len(plan.config.seeds)} seeds), {finished} already finished",
+            f"benchmark {plan.config.name}: {len(plan.cells)} cells ({len(plan.datasets)} datasets x "
+            f"{len(plan.config.models)} models x {len(plan.config.seeds)} seeds){chosen}, {finished} already finished",
             highlight=False,
         )
     outcomes: dict[str, CellOutcome] = {}
@@ -241,7 +277,7 @@ def _run_cells(plan: Any, args: BenchmarkArgs, err_console: Console, *, flat: bo
     with RichProgress(err_console, enabled=show) as progress:
         progress("cells", done, total)
         try:
-            for cell in plan.cells:
+            for cell in cells:
                 reporter = _TrainReporter(progress.console, cell.model, quiet=not show)
                 if show and not is_finished(cell):
                     reporter.max_epochs = _max_epochs(cell.run_config)
@@ -278,7 +314,7 @@ def _run_cells(plan: Any, args: BenchmarkArgs, err_console: Console, *, flat: bo
                     progress.console.print(_cell_line(outcome, done, total, computed, plan), highlight=False)
         except KeyboardInterrupt:
             if show:
-                left = sum(1 for c in plan.cells if not is_finished(c))
+                left = sum(1 for c in cells if not is_finished(c))
                 progress.console.print(
                     f"interrupted: {total - left} of {total} cells finished and kept; run the same command again "
                     "to continue",

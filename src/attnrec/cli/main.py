@@ -584,6 +584,13 @@ def benchmark(
             "the partial results of a long benchmark (unfinished cells show as missing)."
         ),
     ] = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="--config form: compute only the cells of this DATASET or DATASET/LABEL (repeatable; the other "
+            "cells are reported as found on disk)."
+        ),
+    ] = None,
     device: o.Device = None,
 ) -> None:
     """Train and evaluate several models on one dataset (same data options and split) and print a table; or,
@@ -604,6 +611,7 @@ def benchmark(
         json_out=json_out,
         quiet=quiet,
         report_only=report_only,
+        only=tuple(only or ()),
         device=device,
         command=command_line(ctx),
     )
