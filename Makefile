@@ -60,6 +60,9 @@ bench-docs: $(STAMP)
 		$(VENV)/bin/attnrec benchmark --config $$config --out runs/bench/$$name \
 			--update-docs docs/benchmarks.md || exit 1; \
 	done
+	$(PY) benchmarks/cold_start.py --datasets ml-100k ml-1m --seeds 0,1,2 \
+		--models content popularity din autoint --cache runs/bench/cold-start \
+		--update-docs docs/benchmarks.md --section cold-start
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -11,13 +11,20 @@ Protocols (``attnrec.evaluation.cold``; ``docs/benchmarks.md``, section "Cold st
 Usage (from the project root)::
 
     flock /work/bench/heavy.lock nice -n 5 .venv/bin/python benchmarks/cold_start.py --datasets ml-100k ml-1m \
-        --seeds 0,1,2 [--models content popularity din autoint] [--set din.epochs=5] [--out r.json]
+        --seeds 0,1,2 [--models content popularity din autoint] [--set din.epochs=5] [--out r.json] \
+        [--cache runs/bench/cold-start] [--update-docs docs/benchmarks.md --section cold-start]
+
+``--cache DIR`` keeps one JSON file per (dataset, protocol, model, seed) result, keyed by everything that decides
+it, so a rerun computes only what is missing; ``--update-docs`` rewrites the ``<!-- benchmark:SECTION -->``
+section of a Markdown file with the command, the CPU and the table (``make bench-docs`` runs it that way).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -29,7 +36,9 @@ from attnrec.data import Interactions
 from attnrec.data.features import load_item_features, load_user_features
 from attnrec.data.loaders import load_interactions
 from attnrec.errors import AttnRecError
+from attnrec.evaluation.benchmark import cpu_name
 from attnrec.evaluation.cold import cold_item_split, cold_user_split, evaluate_cold_items, evaluate_cold_users
+from attnrec.evaluation.report import update_docs_section
 from attnrec.registry import available_models, create_model
 from attnrec.training.options import TrainingOptions
 
@@ -66,6 +75,60 @@ def mean_sd(values: list[float]) -> str:
     return f"{arr.mean():.4f} ± {sd:.4f}"
 
 
+class Cache:
+    """One JSON file per result in ``folder`` (or nothing without a folder), valid while its key matches."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def key(**what: Any) -> str:
+        return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+
+    def get(self, name: str, key: str) -> list[dict[str, Any]] | None:
+        path = None if self.folder is None else self.folder / f"{name}.json"
+        if path is None or not path.is_file():
+            return None
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        return list(stored["rows"]) if stored.get("key") == key else None
+
+    def put(self, name: str, key: str, rows: list[dict[str, Any]]) -> None:
+        if self.folder is not None:
+            tmp = self.folder / f"{name}.json.tmp"
+            tmp.write_text(json.dumps({"key": key, "rows": rows}, indent=1), encoding="utf-8")
+            tmp.replace(self.folder / f"{name}.json")
+
+
+def load_dataset(name: str) -> tuple[Any, Any, Any]:
+    """The log, the item features and the user features of dataset ``name``."""
+    path, fmt, items_path, users_path = DATASETS[name]
+    inter = Interactions.from_frame(load_interactions(path, format=fmt))
+    return inter, load_item_features(items_path), load_user_features(users_path)
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def table(results: list[dict[str, Any]], k: int) -> str:
+    lines = [
+        f"| dataset | protocol | answer | recall@{k} | NDCG@{k} | test users | seeds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    keys = list(dict.fromkeys((r["dataset"], r["protocol"], r["answer"]) for r in results))
+    for key in keys:
+        rows = [r for r in results if (r["dataset"], r["protocol"], r["answer"]) == key]
+        users_n = sorted({int(r["users"]) for r in rows})
+        users_s = str(users_n[0]) if len(users_n) == 1 else f"{users_n[0]}-{users_n[-1]}"
+        lines.append(
+            f"| {key[0]} | {key[1]} | {key[2]} | {mean_sd([r[f'recall@{k}'] for r in rows])} | "
+            f"{mean_sd([r[f'ndcg@{k}'] for r in rows])} | {users_s} | {len(rows)} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["ml-100k"], choices=sorted(DATASETS))
@@ -78,7 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-users", action="store_true", help="only the cold-item protocol")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--cache", type=Path, help="folder of finished results (a rerun computes only the missing)")
+    parser.add_argument("--update-docs", type=Path, help="Markdown file whose section receives the table")
+    parser.add_argument("--section", default="cold-start", help="section of --update-docs")
     args = parser.parse_args(argv)
+    command = shlex.join(["python", "benchmarks/cold_start.py", *(sys.argv[1:] if argv is None else argv)])
+    cache = Cache(args.cache)
     seeds = [int(s) for s in args.seeds.split(",")]
     params = parse_sets(args.set)
     registered = set(available_models())
@@ -89,14 +157,22 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     k = args.k
     for name in args.datasets:
-        path, fmt, items_path, users_path = DATASETS[name]
-        inter = Interactions.from_frame(load_interactions(path, format=fmt))
-        items = load_item_features(items_path)
-        users = load_user_features(users_path)
+        digests = [file_digest(p) for p in DATASETS[name] if isinstance(p, Path)]
+        loaded: tuple[Any, Any, Any] | None = None
         for seed in seeds:
-            split = cold_item_split(inter, items, frac=args.frac, seed=seed)
+            split = None
             for model_name in models:
-                model = create_model(model_name, params.get(model_name, {}))
+                model_params = params.get(model_name, {})
+                key = Cache.key(data=digests, frac=args.frac, k=k, seed=seed, model=model_name, params=model_params)
+                cached = cache.get(f"{name}-items-{model_name}-s{seed}", key)
+                if cached is not None:
+                    results.extend(cached)
+                    continue
+                loaded = loaded or load_dataset(name)
+                inter, items, users = loaded
+                if split is None:
+                    split = cold_item_split(inter, items, frac=args.frac, seed=seed)
+                model = create_model(model_name, model_params)
                 model.set_features(items=items, users=users)
                 start = time.perf_counter()
                 try:
@@ -108,29 +184,41 @@ def main(argv: list[str] | None = None) -> int:
                 row = {"dataset": name, "protocol": "cold items", "answer": model_name, "seed": seed, **metrics}
                 row["seconds"] = round(time.perf_counter() - start, 1)
                 results.append(row)
+                cache.put(f"{name}-items-{model_name}-s{seed}", key, [row])
                 print(json.dumps(row), file=sys.stderr, flush=True)
             if args.skip_users:
                 continue
+            key = Cache.key(data=digests, frac=args.frac, k=k, seed=seed, protocol="cold users")
+            cached = cache.get(f"{name}-users-s{seed}", key)
+            if cached is not None:
+                results.extend(cached)
+                continue
+            loaded = loaded or load_dataset(name)
+            inter, items, users = loaded
             usplit = cold_user_split(inter, users.ids, frac=args.frac, seed=seed)
             base = create_model("itemknn").set_features(users=users).fit(usplit.train)
+            rows = []
             for answer, metrics in evaluate_cold_users(base, usplit, k=k).items():
                 row = {"dataset": name, "protocol": "cold users", "answer": answer, "seed": seed, **metrics}
                 row["unreachable_events"] = usplit.unreachable
-                results.append(row)
+                rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
+            results.extend(rows)
+            cache.put(f"{name}-users-s{seed}", key, rows)
     if args.out:
         args.out.write_text(json.dumps(results, indent=1), encoding="utf-8")
-    print(f"| dataset | protocol | answer | recall@{k} | NDCG@{k} | test users | seeds |")
-    print("|---|---|---|---|---|---|---|")
-    keys = list(dict.fromkeys((r["dataset"], r["protocol"], r["answer"]) for r in results))
-    for key in keys:
-        rows = [r for r in results if (r["dataset"], r["protocol"], r["answer"]) == key]
-        users_n = sorted({int(r["users"]) for r in rows})
-        users_s = str(users_n[0]) if len(users_n) == 1 else f"{users_n[0]}-{users_n[-1]}"
-        print(
-            f"| {key[0]} | {key[1]} | {key[2]} | {mean_sd([r[f'recall@{k}'] for r in rows])} | "
-            f"{mean_sd([r[f'ndcg@{k}'] for r in rows])} | {users_s} | {len(rows)} |"
+    text = table(results, k)
+    print(text)
+    if args.update_docs is not None:
+        block = (
+            "<!-- generated by benchmarks/cold_start.py; do not edit by hand: rerun the command below -->\n\n"
+            f"Command: `{command}`\n\nCPU: {cpu_name()}, {args.threads} thread(s); cold-item rows: "
+            f"{sum(float(r.get('seconds', 0.0)) for r in results):.0f} s of fit + evaluation in all (wall time, "
+            "summed over models and seeds). Mean ± sd over the seeds.\n\n"
+            f"{text}\n"
         )
+        changed = update_docs_section(args.update_docs, args.section, block)
+        print(f"{args.update_docs}: section {args.section!r} {'updated' if changed else 'unchanged'}", file=sys.stderr)
     return 0
 
 
