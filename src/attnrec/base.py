@@ -155,6 +155,10 @@ class Recommender(ABC):
         self._hist_times: np.ndarray | None = None
         self.fit_seconds_: float = 0.0
         self.train_info_: dict[str, Any] = {}
+        self.requested_config_: ModelConfig = self.config
+        """The config as given; ``config`` becomes it with the data rules (:meth:`data_rules`) applied once fitted."""
+        self.data_rules_: dict[str, tuple[Any, str]] = {}
+        """The rules applied by the last fit: ``{field: (value, reason)}``."""
         self.item_features_: Any | None = None
         self.user_features_: Any | None = None
         self.demographics_: Any | None = None
@@ -202,9 +206,26 @@ class Recommender(ABC):
 
             self.demographics_ = DemographicPopularity.fit(self.user_features_, train)
         self.set_histories(train)
+        # a config assigned since the last fit is the new request; otherwise the last request applies again
+        changed = self.config is not getattr(self, "_ruled_config", None)
+        requested = self.config if changed else self.requested_config_
+        rules = self.data_rules(train, requested)
+        self.config = requested.with_updates(**{k: v for k, (v, _) in rules.items()}) if rules else requested
+        self.requested_config_, self._ruled_config, self.data_rules_ = requested, self.config, rules
         start = time.perf_counter()
         self._fit(train, valid, options)
         self.fit_seconds_ = time.perf_counter() - start
+        if rules:
+            self.train_info_ = {
+                **self.train_info_,
+                "data_rules": {k: {"value": v, "why": why} for k, (v, why) in rules.items()},
+            }
+
+    def data_rules(self, train: Interactions, config: Any) -> dict[str, tuple[Any, str]]:
+        """Values for the config fields left at ``None`` that a rule derives from the training data:
+        ``{field: (value, reason)}``. Fitting replaces ``config`` by the requested config with these values (so
+        the saved model and its run record what was used); the reasons go to ``train_info_["data_rules"]``."""
+        return {}
 
     @abstractmethod
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainingOptions) -> None:

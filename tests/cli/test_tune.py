@@ -58,7 +58,8 @@ def test_three_trials_of_a_classic_model_write_the_study_folder(ease_study: Path
     assert summary["trials"]["complete"] == 3 and summary["trials"]["finished"] == 3
     # trial 0 is the default configuration; the choice is the best validation value, so never below it
     study = _study(ease_study)
-    assert study.trials[0].user_attrs["default"] and study.trials[0].params == {"l2": 500.0}
+    # (EASE's default l2 is None, the data rule's value, so trial 0 samples nothing and the config applies it)
+    assert study.trials[0].user_attrs["default"] and study.trials[0].params == {}
     assert summary["default"]["trial"] == 0
     values = [t.value for t in study.trials]
     assert summary["best"]["value"] == max(values) >= summary["default"]["value"]

@@ -1,3 +1,7 @@
+from __future__ import annotations
+
+from pathlib import Path
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -35,3 +39,23 @@ def test_larger_l2_shrinks_weights() -> None:
     large = EASE(l2=100.0).fit(data).weights_
     assert np.abs(large).sum() < np.abs(small).sum()
     assert sp.issparse(data.matrix())
+
+
+def test_default_l2_comes_from_the_data_and_is_saved(tmp_path: Path) -> None:
+    dense = block_interactions(40, 10, num_groups=2, density=0.8, seed=3)
+    sparse = block_interactions(40, 30, num_groups=2, density=0.2, seed=3)
+    model = EASE().fit(dense)
+    per_item = len(dense) / dense.num_items
+    assert model.config.l2 == round(15.0 * np.sqrt(per_item), 1)
+    assert model.train_info_["data_rules"]["l2"]["value"] == model.config.l2
+    assert f"{per_item:.1f} training events per item" in model.train_info_["data_rules"]["l2"]["why"]
+    # the same closed form as with that l2 given explicitly
+    np.testing.assert_allclose(model.weights_, EASE(l2=model.config.l2).fit(dense).weights_, atol=1e-6)
+    # a refit on other data applies the rule again (the request stays None); an explicit l2 is never replaced
+    model.fit(sparse)
+    assert model.config.l2 == round(15.0 * np.sqrt(len(sparse) / sparse.num_items), 1) < 15.0 * np.sqrt(per_item)
+    assert model.requested_config_.l2 is None
+    assert EASE(l2=7.0).fit(sparse).config.l2 == 7.0 and "data_rules" not in EASE(l2=7.0).fit(sparse).train_info_
+    # the saved model holds the value used
+    loaded = EASE.load(model.save(tmp_path / "ease"))
+    assert loaded.config.l2 == model.config.l2

@@ -93,8 +93,6 @@ class NeuralRecommender(Recommender):
 
     def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
-        self.requested_config_: NeuralConfig = self.config
-        """The config as given; ``config`` becomes it with the data rules applied once fitted."""
         self.net_: nn.Module | None = None
         self.device_: torch.device = torch.device("cpu")
         self.history_: list[dict[str, Any]] = []
@@ -145,12 +143,6 @@ class NeuralRecommender(Recommender):
             bf16=resolved_bf16(c, device),
         )
 
-    def data_rules(self, train: Interactions, config: Any) -> dict[str, tuple[Any, str]]:
-        """Values for the config fields left at ``None`` that a rule derives from the training data:
-        ``{field: (value, reason)}``. Fitting replaces ``config`` by the requested config with these values (so
-        the saved model and its run record what was used); the reasons go to ``train_info_["data_rules"]``."""
-        return {}
-
     def training_info(self, train: Interactions) -> dict[str, Any]:
         """Model-specific facts about a fit, added to ``train_info_``."""
         return {}
@@ -160,12 +152,7 @@ class NeuralRecommender(Recommender):
 
     # ------------------------------------------------------------------ the shared fit
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainingOptions) -> None:
-        # a config assigned since the last fit is the new request; otherwise the last request applies again
-        changed = self.config is not getattr(self, "_ruled_config", None)
-        requested = self.config if changed else self.requested_config_
-        rules = self.data_rules(train, requested)
-        self.config = requested.with_updates(**{k: v for k, (v, _) in rules.items()}) if rules else requested
-        self.requested_config_, self._ruled_config = requested, self.config
+        rules = self.data_rules_  # applied by Recommender.fit before this call
         device = options.torch_device()  # cuda:LOCAL_RANK in a multi-process job
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(options.seed)
