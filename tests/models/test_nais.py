@@ -126,3 +126,44 @@ def test_invalid_config_is_a_one_line_error(bad: dict[str, object]) -> None:
     with pytest.raises(ConfigError) as info:
         NAIS(bad)
     assert "\n" not in str(info.value) and next(iter(bad)) in str(info.value)
+
+
+def test_batch_shapes_come_from_few_sizes_and_the_padding_adds_no_loss() -> None:
+    """Rows, history length and target width are rounded up to training.sequences.shape_bucket sizes (a bounded
+    set of kernel shapes); the zero padding changes neither the loss nor its gradient."""
+    from attnrec.training.sequences import shape_bucket
+
+    model = NAIS(TINY).fit(paired(), options=opts())
+    net = model.net_
+    assert net is not None
+    rng = np.random.default_rng(0)
+    hists = [np.arange(1, n + 1, dtype=np.int64) for n in (3, 7, 13)]
+    batch = model._batch(hists, model.num_items, rng, fism=False)
+    rows, length = batch["history"].shape
+    assert (rows, length) == (shape_bucket(3), shape_bucket(13)) == (3, 13)
+    hists = ([np.arange(1, n + 1, dtype=np.int64) % 19 + 1 for n in (5, 17, 18, 19, 33)] * 4)[:17]
+    batch = model._batch(hists, model.num_items, np.random.default_rng(1), fism=False)
+    rows, length = batch["history"].shape
+    width = batch["targets"].shape[1]
+    assert rows == shape_bucket(17) == 20 and length == shape_bucket(33) == 40
+    assert not batch["history"][17:].any() and not batch["targets"][17:].any()
+    assert width == shape_bucket(min(33, NAISConfig(**TINY).max_targets) * 5) == 192
+    assert not batch["history"][:, 33:].any() and not batch["targets"][:, 165:].any()
+
+    def loss_and_grad(b: dict[str, torch.Tensor]) -> tuple[float, torch.Tensor]:
+        net.zero_grad()
+        scores, _ = net(b["history"], b["targets"])
+        real = b["targets"] > 0
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(scores[real], b["labels"][real])
+        loss.backward()
+        return float(loss), net.p.weight.grad.clone()  # type: ignore[union-attr]
+
+    trimmed = {
+        "history": batch["history"][:17, :33],
+        "targets": batch["targets"][:17, :165],
+        "labels": batch["labels"][:17, :165],
+    }
+    padded_loss, padded_grad = loss_and_grad(batch)
+    trimmed_loss, trimmed_grad = loss_and_grad(trimmed)
+    assert padded_loss == pytest.approx(trimmed_loss, rel=1e-5)
+    torch.testing.assert_close(padded_grad, trimmed_grad, rtol=1e-4, atol=1e-7)

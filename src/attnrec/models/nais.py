@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from attnrec.data.interactions import Interactions
 from attnrec.training.neural import NeuralConfig, NeuralRecommender
 from attnrec.training.search_space import Choice, FloatRange, SearchSpace
+from attnrec.training.sequences import shape_bucket
 from attnrec.training.trainer import BatchFn, LossFn, ValidateFn
 
 CITATION = (
@@ -196,11 +197,15 @@ class NAIS(NeuralRecommender):
     def _batch(self, hists: list[np.ndarray], num_items: int, rng: np.random.Generator, fism: bool) -> dict[str, Any]:
         cfg = self.config
         neg = cfg.num_negatives
-        length = max(len(h) for h in hists)
-        width = max(min(len(h), cfg.max_targets) for h in hists) * (1 + neg)
-        history = _padded(hists, length)
-        targets = np.zeros((len(hists), width), dtype=np.int64)
-        labels = np.zeros((len(hists), width), dtype=np.float32)
+        # rows, history length and target width rounded up to a few sizes (zero padding: no loss, no gradient),
+        # so that the bf16 kernels see a bounded set of shapes (see training.sequences.shape_bucket)
+        rows = shape_bucket(len(hists))
+        length = shape_bucket(max(len(h) for h in hists))
+        width = shape_bucket(max(min(len(h), cfg.max_targets) for h in hists) * (1 + neg))
+        history = np.zeros((rows, length), dtype=np.int64)
+        history[: len(hists)] = _padded(hists, length)
+        targets = np.zeros((rows, width), dtype=np.int64)
+        labels = np.zeros((rows, width), dtype=np.float32)
         for r, h in enumerate(hists):
             pos = rng.choice(h, size=min(len(h), cfg.max_targets), replace=False)
             negs = rng.integers(1, num_items + 1, size=len(pos) * neg)
@@ -245,7 +250,8 @@ class NAIS(NeuralRecommender):
         assert isinstance(net, NAISNet)
         net.eval()
         cfg = self.config
-        length = max(1, max(min(len(h), cfg.max_history) for h in histories))
+        # the history length rounded up to a few sizes (bounded set of kernel shapes, as in training)
+        length = min(shape_bucket(max(1, max(min(len(h), cfg.max_history) for h in histories))), cfg.max_history)
         history = self.tensor(_padded(histories, cfg.max_history)[:, :length])
         if targets is None:
             targets_t = torch.arange(self.num_items + 1, device=self.device_).expand(len(histories), -1)
