@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from attnrec.evaluation import evaluate
@@ -19,13 +20,10 @@ from attnrec.registry import create_model
 from attnrec.runs import DataSpec, RunConfig, load_data
 from attnrec.training.options import TrainingOptions
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-DATASETS = {
-    "ml-100k": (DATA / "ml-100k" / "u.data", "udata"),
-    "ml-1m": (DATA / "ml-1m" / "ml-1m.txt", "sasrec"),
-    "lastfm": (DATA / "lastfm" / "LastFM.txt", "sequence"),
-    "beauty": (DATA / "amazon-beauty" / "Beauty.txt", "sequence"),
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from classic import DATASETS
+
 GRID = (25.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
 
 
