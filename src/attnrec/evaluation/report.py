@@ -554,7 +554,9 @@ def _dataset_heading(ds: DatasetReport) -> str:
     parts.append(f"{int(info.get('interactions', 0)):,} events")
     if info.get("test_users") is not None:
         parts.append(f"{int(info['test_users']):,} test users")
-    return f"{ds.name} ({', '.join(parts)}; {info.get('split')}, {info.get('protocol')} ranking)"
+    protocol = info.get("protocol")
+    how = "pointwise click prediction" if protocol == "pointwise" else f"{protocol} ranking"
+    return f"{ds.name} ({', '.join(parts)}; {info.get('split')}, {how})"
 
 
 def _versions_line(report: Report) -> str:
