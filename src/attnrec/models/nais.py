@@ -67,7 +67,11 @@ class NAISConfig(NeuralConfig):
     lr: float = Field(2e-3, gt=0, description="Peak AdamW learning rate.")
     batch_size: int = Field(2048, ge=1, description="(user, candidate) training examples per step.")
     epochs: int = Field(40, ge=1, description="Maximum training epochs.")
-    patience: int = Field(6, ge=0, description="Stop after this many validations without improvement.")
+    patience: int = Field(
+        0,
+        ge=0,
+        description="Stop after this many validations without improvement (0: train every epoch, keep the best).",
+    )
     eval_batch_size: int = Field(64, ge=1, description="Users scored at once at inference.")
 
     search_space: ClassVar[SearchSpace] = {
