@@ -1,16 +1,22 @@
-"""Members of a :class:`attnrec.models.fusion.Fusion` loaded from run folders: the check that a run was trained
-on exactly the fusion's training events, and JSON-safe copies of their training information."""
+"""Members of a :class:`attnrec.models.fusion.Fusion`: loaded from run folders (the check that a run was trained
+on exactly the fusion's training events), saved next to the fusion and loaded back (each checked against the
+weights digest the fusion recorded), and JSON-safe copies of their training information."""
 
 from __future__ import annotations
 
 import hashlib
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from attnrec.base import Recommender
+from attnrec.base import MODEL_WEIGHTS, Recommender
 from attnrec.data.interactions import Interactions
-from attnrec.errors import ConfigError
+from attnrec.errors import ConfigError, PersistenceError
+
+MEMBERS_DIR = "members"
 
 
 def jsonable(value: Any) -> Any:
@@ -64,4 +70,47 @@ def load_member_run(run: str, train: Interactions, *, where: str) -> Recommender
     return model
 
 
-__all__ = ["events_digest", "jsonable", "load_member_run"]
+def member_folder(i: int, member: Recommender) -> str:
+    """Folder of member ``i``, relative to the fusion's folder."""
+    return f"{MEMBERS_DIR}/{i}-{member.name}"
+
+
+def save_members(folder: Path, members: Sequence[Recommender]) -> list[str]:
+    """Save each member under ``folder/members/<i>-<name>/`` (replacing earlier ones); the sha256 of each
+    member's weights file, in order."""
+    from attnrec.runs import file_sha256
+
+    shutil.rmtree(folder / MEMBERS_DIR, ignore_errors=True)
+    return [file_sha256(m.save(folder / member_folder(i, m)) / MODEL_WEIGHTS) for i, m in enumerate(members)]
+
+
+def load_members(
+    folder: Path, relative: Sequence[str], digests: Sequence[str], owner: Recommender
+) -> list[Recommender]:
+    """The members saved under ``folder`` at ``relative`` paths, each checked against its recorded weights
+    digest and against ``owner``'s vocabularies."""
+    from attnrec.runs import file_sha256
+
+    members = []
+    for i, rel in enumerate(relative):
+        sub = folder / rel
+        if not (sub / MODEL_WEIGHTS).is_file():
+            raise PersistenceError(f"{folder}: member {i} is missing ({sub / MODEL_WEIGHTS} not found)")
+        if file_sha256(sub / MODEL_WEIGHTS) != digests[i]:
+            raise PersistenceError(f"{sub / MODEL_WEIGHTS}: not the member saved with this fusion (sha256 differs)")
+        member = Recommender.load(sub)
+        if member.items_ != owner.items_ or member.users_ != owner.users_:
+            raise PersistenceError(f"{sub}: the member's vocabularies differ from the fusion's")
+        members.append(member)
+    return members
+
+
+__all__ = [
+    "MEMBERS_DIR",
+    "events_digest",
+    "jsonable",
+    "load_member_run",
+    "load_members",
+    "member_folder",
+    "save_members",
+]

@@ -25,7 +25,6 @@ events, or with ``weights`` given, no tuning happens.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,16 +33,15 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from attnrec.base import MODEL_WEIGHTS, Recommender
+from attnrec.base import Recommender
 from attnrec.config import ModelConfig
 from attnrec.data.interactions import Interactions
 from attnrec.errors import PersistenceError
 from attnrec.io import write_json
 from attnrec.models._blend import NORMALISATIONS, blend, normalise, search_weights, weight_grid
-from attnrec.models._members import jsonable, load_member_run
+from attnrec.models._members import jsonable, load_member_run, load_members, member_folder, save_members
 from attnrec.training.options import TrainingOptions
 
-MEMBERS_DIR = "members"
 FUSION_JSON = "fusion.json"
 _METRIC_RE = re.compile(r"^(ndcg|hr|recall|mrr|map|precision)@(\d+)$")
 
@@ -343,24 +341,17 @@ class Fusion(Recommender):
     def _get_meta(self) -> dict[str, Any]:
         return {
             "weights": [float(w) for w in self.weights_] if self.weights_ is not None else None,
-            "members": [f"{MEMBERS_DIR}/{i}-{m.name}" for i, m in enumerate(self.members_)],
+            "members": [member_folder(i, m) for i, m in enumerate(self.members_)],
             "train_info": jsonable(self.train_info_),
         }
 
     def save(self, path: str | Path) -> Path:
         """The fusion's own files, each member's :meth:`save` under ``members/<i>-<name>/`` and ``fusion.json``
         (weights, normalisation, tuning); ``model.safetensors`` holds each member's weights digest."""
-        from attnrec.runs import file_sha256
-
         self._check_fitted()
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(folder / MEMBERS_DIR, ignore_errors=True)
-        digests = []
-        for i, member in enumerate(self.members_):
-            sub = member.save(folder / MEMBERS_DIR / f"{i}-{member.name}")
-            digests.append(file_sha256(sub / MODEL_WEIGHTS))
-        self._member_digests = digests
+        digests = self._member_digests = save_members(folder, self.members_)
         super().save(folder)
         write_json(
             folder / FUSION_JSON,
@@ -369,7 +360,7 @@ class Fusion(Recommender):
                 "rrf_k": self.config.rrf_k,
                 "weights": [float(w) for w in self.weights_] if self.weights_ is not None else None,
                 "members": [
-                    {"folder": f"{MEMBERS_DIR}/{i}-{m.name}", "model": m.name, "sha256": d}
+                    {"folder": member_folder(i, m), "model": m.name, "sha256": d}
                     for i, (m, d) in enumerate(zip(self.members_, digests, strict=True))
                 ],
                 "tuning": jsonable(self.train_info_.get("tuning", {})),
@@ -387,19 +378,7 @@ class Fusion(Recommender):
 
     def _load_parts(self, folder: Path) -> None:
         """Load the members saved next to the fusion (called by :meth:`Recommender.load`)."""
-        from attnrec.runs import file_sha256
-
-        members = []
-        for i, rel in enumerate(self._member_folders):
-            sub = folder / rel
-            if not (sub / MODEL_WEIGHTS).is_file():
-                raise PersistenceError(f"{folder}: member {i} is missing ({sub / MODEL_WEIGHTS} not found)")
-            if file_sha256(sub / MODEL_WEIGHTS) != self._member_digests[i]:
-                raise PersistenceError(f"{sub / MODEL_WEIGHTS}: not the member saved with this fusion (sha256 differs)")
-            member = Recommender.load(sub)
-            if member.items_ != self.items_ or member.users_ != self.users_:
-                raise PersistenceError(f"{sub}: the member's vocabularies differ from the fusion's")
-            members.append(member)
+        members = load_members(folder, self._member_folders, self._member_digests, self)
         if len(members) != len(self.config.members):
             raise PersistenceError(
                 f"{folder}: {len(members)} members saved, the config lists {len(self.config.members)}"
