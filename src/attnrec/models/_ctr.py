@@ -159,7 +159,9 @@ def impression_batches(train: Interactions, negatives: int, batch_size: int, mak
 
     Labelled ``train``: its impressions. A plain log: its events as positives and, drawn afresh every epoch,
     ``negatives`` uniformly random items per positive that the user has no event with (like BPR's sampling, so that
-    a fixed set of sampled negatives is not memorised)."""
+    a fixed set of sampled negatives is not memorised). Negatives come from the items with training events only:
+    an item nobody could have seen (a cold catalogue item, an item of later events) is no evidence of a skipped
+    item, and sampling it only as a negative would teach the model to rank every cold item last."""
     labelled = train.label is not None
     n = len(train) if labelled else len(train) * (1 + negatives)
     width = np.int64(train.num_items + 1)
@@ -167,18 +169,19 @@ def impression_batches(train: Interactions, negatives: int, batch_size: int, mak
     num_batches = max(1, math.ceil(n / batch_size))
 
     keys = event_keys(train)
+    pool = np.unique(train.item_idx) if len(train) else np.arange(1, train.num_items + 1)
 
     def epoch_rows(gen: torch.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         if train.label is not None:
             return train.user_idx, train.item_idx, train.label.astype(np.float32), keys
         rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
         neg_users = np.repeat(train.user_idx, negatives)
-        neg_items = rng.integers(1, train.num_items + 1, size=len(neg_users))
+        neg_items = pool[rng.integers(0, len(pool), size=len(neg_users))]
         for _ in range(5):  # redraw the negatives that are events of the user
             bad = np.isin(neg_users * width + neg_items, known)
             if not bad.any():
                 break
-            neg_items[bad] = rng.integers(1, train.num_items + 1, size=int(bad.sum()))
+            neg_items[bad] = pool[rng.integers(0, len(pool), size=int(bad.sum()))]
         labels = np.concatenate([np.ones(len(train), np.float32), np.zeros(len(neg_users), np.float32)])
         return (
             np.concatenate([train.user_idx, neg_users]),
