@@ -15,6 +15,7 @@ import numpy as np
 from attnrec.base import MODEL_WEIGHTS, Recommender
 from attnrec.data.interactions import Interactions
 from attnrec.errors import ConfigError, PersistenceError
+from attnrec.training.options import TrainingOptions
 
 MEMBERS_DIR = "members"
 
@@ -70,6 +71,46 @@ def load_member_run(run: str, train: Interactions, *, where: str) -> Recommender
     return model
 
 
+def fit_members(
+    specs: Sequence[Any], train: Interactions, valid: Interactions | None, options: TrainingOptions
+) -> tuple[list[Recommender], list[dict[str, Any]]]:
+    """The fusion's members, each loaded from its run folder (``spec.run``, checked against ``train``) or created
+    and fitted on ``train`` / ``valid`` (checkpoints under ``member-<i>``); with their histories set to ``train``,
+    and a JSON-safe summary of each (model, source, fit seconds, training information)."""
+    from attnrec.registry import create_model
+
+    members: list[Recommender] = []
+    info: list[dict[str, Any]] = []
+    for i, spec in enumerate(specs):
+        if spec.run is not None:
+            member = load_member_run(spec.run, train, where=f"members[{i}]")
+        else:
+            member = create_model(str(spec.model), spec.params)
+            checkpoints = None if options.checkpoint_dir is None else options.checkpoint_dir / f"member-{i}"
+            sub = TrainingOptions(
+                seed=options.seed,
+                threads=options.threads,
+                device=options.device,
+                progress=options.progress,
+                checkpoint_dir=checkpoints,
+                resume=options.resume,
+                log=None,
+                processes=options.processes,
+            )
+            member.fit(train, valid, options=sub)
+        member.set_histories(train)
+        members.append(member)
+        info.append(
+            {
+                "model": member.name,
+                "source": spec.run or "trained",
+                "fit_seconds": round(member.fit_seconds_, 3),
+                "train_info": jsonable(member.train_info_),
+            }
+        )
+    return members, info
+
+
 def member_folder(i: int, member: Recommender) -> str:
     """Folder of member ``i``, relative to the fusion's folder."""
     return f"{MEMBERS_DIR}/{i}-{member.name}"
@@ -108,6 +149,7 @@ def load_members(
 __all__ = [
     "MEMBERS_DIR",
     "events_digest",
+    "fit_members",
     "jsonable",
     "load_member_run",
     "load_members",

@@ -39,7 +39,7 @@ from attnrec.data.interactions import Interactions
 from attnrec.errors import PersistenceError
 from attnrec.io import write_json
 from attnrec.models._blend import NORMALISATIONS, blend, normalise, search_weights, weight_grid
-from attnrec.models._members import jsonable, load_member_run, load_members, member_folder, save_members
+from attnrec.models._members import fit_members, jsonable, load_members, member_folder, save_members
 from attnrec.training.options import TrainingOptions
 
 FUSION_JSON = "fusion.json"
@@ -140,37 +140,7 @@ class Fusion(Recommender):
 
     # ------------------------------------------------------------------ fitting
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainingOptions) -> None:
-        members: list[Recommender] = []
-        info_members: list[dict[str, Any]] = []
-        for i, spec in enumerate(self.config.members):
-            if spec.run is not None:
-                member = load_member_run(spec.run, train, where=f"members[{i}]")
-            else:
-                from attnrec.registry import create_model
-
-                member = create_model(str(spec.model), spec.params)
-                checkpoints = None if options.checkpoint_dir is None else options.checkpoint_dir / f"member-{i}"
-                sub = TrainingOptions(
-                    seed=options.seed,
-                    threads=options.threads,
-                    device=options.device,
-                    progress=options.progress,
-                    checkpoint_dir=checkpoints,
-                    resume=options.resume,
-                    log=None,
-                    processes=options.processes,
-                )
-                member.fit(train, valid, options=sub)
-            member.set_histories(train)
-            members.append(member)
-            info_members.append(
-                {
-                    "model": member.name,
-                    "source": spec.run or "trained",
-                    "fit_seconds": round(member.fit_seconds_, 3),
-                    "train_info": jsonable(member.train_info_),
-                }
-            )
+        members, info_members = fit_members(self.config.members, train, valid, options)
         self._set_members(members)
         tuning: dict[str, Any]
         if self.config.weights is not None:
