@@ -31,13 +31,12 @@ from attnrec.data import leave_one_out
 from attnrec.data.loaders import read_interactions
 from attnrec.models.sasrec import SASRecConfig, SASRecNet
 from attnrec.models.sequential import (
-    next_item_loss,
     resolved_exclude_window_items,
     resolved_sliding_window_step,
     sequence_batches,
 )
 from attnrec.training.losses import make_loss
-from attnrec.training.sequences import training_windows
+from attnrec.training.sequences import next_item_loss, training_windows
 from attnrec.training.trainer import Trainer, TrainerConfig, native_bf16
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

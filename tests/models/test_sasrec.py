@@ -13,12 +13,11 @@ from attnrec.base import Recommender
 from attnrec.data.synthetic import planted_sequences
 from attnrec.errors import ConfigError, ModelFitError
 from attnrec.models.sasrec import SASRec, SASRecConfig, SASRecNet
-from attnrec.models.sequential import next_item_loss
 from attnrec.nn.transformer import fast_dropout
 from attnrec.testing.conformance import RecommenderConformance
 from attnrec.training.losses import make_loss
 from attnrec.training.options import TrainingOptions
-from attnrec.training.sequences import shape_bucket, training_windows, window_batches
+from attnrec.training.sequences import next_item_loss, shape_bucket, training_windows, window_batches
 
 TINY = {
     "embed_dim": 16,
@@ -225,8 +224,8 @@ def test_fast_dropout_keeps_expectation() -> None:
 def test_trimmed_batch_has_the_loss_and_gradients_of_the_padded_one(exclude_window: bool) -> None:
     # oracle for the short-sequence speed path: a batch cut to its longest real window (what `_batches` yields)
     # gives the same loss, target count and gradients as the same windows padded to max_seq_len
-    from attnrec.models.sequential import next_item_loss
     from attnrec.training.losses import make_loss
+    from attnrec.training.sequences import next_item_loss
 
     seqs = [np.array([3, 4, 5, 6]), np.array([7, 8]), np.array([9, 2, 11]), np.array([1, 5])]
     x, y = (torch.from_numpy(a) for a in training_windows(seqs, 12))

@@ -12,9 +12,9 @@ from attnrec.base import Recommender
 from attnrec.data import Interactions
 from attnrec.errors import ConfigError
 from attnrec.evaluation import evaluate_interactions
-from attnrec.models.sequential import GAP_BUCKETS, gap_buckets
 from attnrec.registry import create_model
 from attnrec.training.options import TrainingOptions
+from attnrec.training.sequences import GAP_BUCKETS, gap_buckets
 
 SHORT, LONG = 10, 86_400  # seconds before the trigger item: its successor is B after a short gap, C after a long one
 TRIGGER, B, C = "A", "B", "C"

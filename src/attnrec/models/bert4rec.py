@@ -27,13 +27,13 @@ from attnrec.errors import ConfigError
 from attnrec.models.sequential import (
     SequentialConfig,
     SequentialRecommender,
-    pad_histories,
     resolved_exclude_window_items,
     sequence_loss,
 )
 from attnrec.nn.transformer import FastDropout, TransformerEncoder, attention_mask
 from attnrec.training.neural import item_scores_module
 from attnrec.training.search_space import Choice, FloatRange, IntRange, SearchSpace
+from attnrec.training.sequences import pad_histories
 from attnrec.training.trainer import BatchFn, LossFn
 
 CITATION = (

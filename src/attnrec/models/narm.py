@@ -23,9 +23,10 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from attnrec.data.interactions import Interactions
-from attnrec.models.sequential import GAP_BUCKETS, SequentialConfig, SequentialRecommender, pad_histories
+from attnrec.models.sequential import SequentialConfig, SequentialRecommender
 from attnrec.training.neural import item_scores_module
 from attnrec.training.search_space import Choice, FloatRange, SearchSpace
+from attnrec.training.sequences import GAP_BUCKETS, pad_histories
 
 CITATION = "Li, Ren, Chen, Ren, Lian & Ma. Neural Attentive Session-based Recommendation. CIKM 2017."
 

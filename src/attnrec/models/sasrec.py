@@ -25,14 +25,13 @@ from attnrec.data.interactions import Interactions
 from attnrec.errors import ConfigError
 from attnrec.models.sequential import (
     DENSE_DROPOUT,
-    GAP_BUCKETS,
     SequentialConfig,
     SequentialRecommender,
-    pad_histories,
 )
 from attnrec.nn.transformer import FastDropout, TransformerEncoder, attention_mask, positions_from_start
 from attnrec.training.neural import item_scores_module
 from attnrec.training.search_space import Choice, FloatRange, IntRange, SearchSpace
+from attnrec.training.sequences import GAP_BUCKETS, pad_histories
 
 CITATION = "Kang & McAuley. Self-Attentive Sequential Recommendation. ICDM 2018."
 

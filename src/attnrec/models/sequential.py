@@ -11,7 +11,7 @@ A sequential model supplies a network with this interface (:class:`SequentialNet
 
 With ``time_inputs`` (models whose network takes a ``gaps`` argument: SASRec, NARM), ``forward(items, gaps)`` and
 ``last(items, gaps)`` also receive, per position, the bucket of the time since the previous event
-(:func:`gap_buckets`), and the network adds an embedding of it to the item's.
+(:func:`~attnrec.training.sequences.gap_buckets`), and the network adds an embedding of it to the item's.
 
 Everything else (windows, batching, the loss, validation, scoring, the device) is here, once.
 """
@@ -32,7 +32,15 @@ from attnrec.errors import ConfigError
 from attnrec.training.losses import ItemLoss, make_loss
 from attnrec.training.neural import NeuralConfig, NeuralRecommender
 from attnrec.training.options import TrainingOptions
-from attnrec.training.sequences import WindowBatches, check_next_item_pairs, training_windows, window_batches
+from attnrec.training.sequences import (
+    WindowBatches,
+    check_next_item_pairs,
+    gap_buckets,
+    next_item_loss,
+    pad_histories,
+    training_windows,
+    window_batches,
+)
 from attnrec.training.trainer import BatchFn, LossFn
 
 
@@ -100,29 +108,9 @@ class SequentialConfig(NeuralConfig):
     time_inputs: bool = Field(
         False,
         description="Add an embedding of the time since the previous event (log-scale buckets, "
-        "models.sequential.gap_buckets) to each history item; needs timestamps in the log. Histories given "
+        "training.sequences.gap_buckets) to each history item; needs timestamps in the log. Histories given "
         "without times (explicit anonymous histories, explanations) read every gap as unknown.",
     )
-
-
-GAP_BUCKETS = 64
-"""Size of the time-gap vocabulary: 0 = padding, 1 = first event or unknown time, 2 + floor(2 log2(1 + seconds))
-for the others (half-octave buckets: 0 s -> 2, 1 minute -> 13, 1 day -> 34, 1 year -> 51), capped at 63."""
-
-
-def gap_buckets(times: np.ndarray | None, length: int | None = None) -> np.ndarray:
-    """``(n,)`` int64 bucket of the time since the previous event of each event (times in seconds, oldest first).
-
-    ``times=None`` (an unknown timeline) gives ``length`` unknown buckets (1). Clock going backwards counts as 0 s.
-    """
-    if times is None:
-        return np.ones(length or 0, dtype=np.int64)
-    t = np.asarray(times, dtype=np.int64)
-    out = np.ones(len(t), dtype=np.int64)
-    if len(t) > 1:
-        gap = np.maximum(np.diff(t), 0).astype(np.float64)
-        out[1:] = np.minimum(2 + np.floor(2 * np.log2(1.0 + gap)), GAP_BUCKETS - 1).astype(np.int64)
-    return out
 
 
 SPARSE_EVENTS_PER_ITEM = 50.0
@@ -166,26 +154,6 @@ def sequence_loss(config: SequentialConfig, num_items: int, train: Interactions)
     )
 
 
-def next_item_loss(net: Any, item_weight: Tensor, item_loss: ItemLoss, *, exclude_window: bool) -> LossFn:
-    """The training loss of a batch of right-padded windows ``(inputs, targets)``: ``item_loss`` at every
-    non-padding position, and the number of targets. With ``exclude_window``, each target's softmax leaves
-    out the other items of its window (the first input and every target)."""
-
-    def loss_fn(batch: tuple[Tensor, ...], gen: torch.Generator) -> tuple[Tensor, int]:
-        x, y, *gaps = batch  # (inputs, targets) or, with time inputs, (inputs, targets, gaps)
-        hidden = net(x, gaps[0]) if gaps else net(x)
-        mask = y > 0
-        if exclude_window:
-            window = torch.cat([x[:, :1], y], dim=1)
-            exclude = window[mask.nonzero(as_tuple=True)[0]]
-            loss = item_loss(hidden[mask], y[mask], item_weight, gen, exclude)
-        else:
-            loss = item_loss(hidden[mask], y[mask], item_weight, gen)
-        return loss, int(mask.sum())
-
-    return loss_fn  # type: ignore[return-value]
-
-
 def sequence_batches(
     config: SequentialConfig, inputs: Tensor, targets: Tensor, lengths: Tensor, gaps: Tensor | None = None
 ) -> WindowBatches:
@@ -200,21 +168,6 @@ def sequence_batches(
         length_bucketing=config.length_bucketing,
         extra=gaps,
     )
-
-
-def pad_histories(histories: Sequence[np.ndarray], max_len: int, *, left: bool, extra: int = 0) -> np.ndarray:
-    """``(B, width)`` int64 histories cut to their last ``max_len`` items and padded with 0 (``left``: padding
-    first); ``extra`` free columns after the longest history (a query position)."""
-    clipped = [np.asarray(h, dtype=np.int64)[len(h) - min(len(h), max_len) :] for h in histories]
-    width = max(1, max((len(h) for h in clipped), default=1) + extra)
-    out = np.zeros((len(clipped), width), dtype=np.int64)
-    for row, h in enumerate(clipped):
-        if len(h):
-            if left:
-                out[row, width - len(h) - extra : width - extra] = h
-            else:
-                out[row, : len(h)] = h
-    return out
 
 
 class SequentialRecommender(NeuralRecommender):

@@ -2,14 +2,16 @@
 
 A user's history ``i_1 ... i_n`` gives next-item pairs ``(i_1..i_t) -> i_{t+1}``; a model learns from windows of
 at most ``max_len`` inputs with their shifted targets (:func:`training_windows`), served in batches cut to the
-longest real window of the batch (:func:`window_batches`). Models whose training split has no pair at all say so
-before any work (:func:`check_next_item_pairs`).
+longest real window of the batch (:func:`window_batches`), with their loss (:func:`next_item_loss`). Models
+whose training split has no pair at all say so before any work (:func:`check_next_item_pairs`). Inference pads
+histories with :func:`pad_histories`; time inputs are buckets of the gaps between events (:func:`gap_buckets`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -17,6 +19,10 @@ from torch import Tensor
 
 from attnrec.data.interactions import Interactions
 from attnrec.errors import DataError
+
+if TYPE_CHECKING:
+    from attnrec.training.losses import ItemLoss
+    from attnrec.training.trainer import LossFn
 
 WindowBatches = Callable[[int, torch.Generator], Iterator[tuple[Tensor, ...]]]
 """``batches(epoch, generator)`` yields ``(inputs, targets)`` (plus ``extra`` when given), each ``(B, width)``
@@ -122,3 +128,58 @@ def window_batches(
                 yield inputs[idx, :width], targets[idx, :width], extra[idx, :width]
 
     return batches
+
+
+GAP_BUCKETS = 64
+"""Size of the time-gap vocabulary: 0 = padding, 1 = first event or unknown time, 2 + floor(2 log2(1 + seconds))
+for the others (half-octave buckets: 0 s -> 2, 1 minute -> 13, 1 day -> 34, 1 year -> 51), capped at 63."""
+
+
+def gap_buckets(times: np.ndarray | None, length: int | None = None) -> np.ndarray:
+    """``(n,)`` int64 bucket of the time since the previous event of each event (times in seconds, oldest first).
+
+    ``times=None`` (an unknown timeline) gives ``length`` unknown buckets (1). Clock going backwards counts as 0 s.
+    """
+    if times is None:
+        return np.ones(length or 0, dtype=np.int64)
+    t = np.asarray(times, dtype=np.int64)
+    out = np.ones(len(t), dtype=np.int64)
+    if len(t) > 1:
+        gap = np.maximum(np.diff(t), 0).astype(np.float64)
+        out[1:] = np.minimum(2 + np.floor(2 * np.log2(1.0 + gap)), GAP_BUCKETS - 1).astype(np.int64)
+    return out
+
+
+def pad_histories(histories: Sequence[np.ndarray], max_len: int, *, left: bool, extra: int = 0) -> np.ndarray:
+    """``(B, width)`` int64 histories cut to their last ``max_len`` items and padded with 0 (``left``: padding
+    first); ``extra`` free columns after the longest history (a query position)."""
+    clipped = [np.asarray(h, dtype=np.int64)[len(h) - min(len(h), max_len) :] for h in histories]
+    width = max(1, max((len(h) for h in clipped), default=1) + extra)
+    out = np.zeros((len(clipped), width), dtype=np.int64)
+    for row, h in enumerate(clipped):
+        if len(h):
+            if left:
+                out[row, width - len(h) - extra : width - extra] = h
+            else:
+                out[row, : len(h)] = h
+    return out
+
+
+def next_item_loss(net: Any, item_weight: Tensor, item_loss: ItemLoss, *, exclude_window: bool) -> LossFn:
+    """The training loss of a batch of right-padded windows ``(inputs, targets)``: ``item_loss`` at every
+    non-padding position, and the number of targets. With ``exclude_window``, each target's softmax leaves
+    out the other items of its window (the first input and every target)."""
+
+    def loss_fn(batch: tuple[Tensor, ...], gen: torch.Generator) -> tuple[Tensor, int]:
+        x, y, *gaps = batch  # (inputs, targets) or, with time inputs, (inputs, targets, gaps)
+        hidden = net(x, gaps[0]) if gaps else net(x)
+        mask = y > 0
+        if exclude_window:
+            window = torch.cat([x[:, :1], y], dim=1)
+            exclude = window[mask.nonzero(as_tuple=True)[0]]
+            loss = item_loss(hidden[mask], y[mask], item_weight, gen, exclude)
+        else:
+            loss = item_loss(hidden[mask], y[mask], item_weight, gen)
+        return loss, int(mask.sum())
+
+    return loss_fn  # type: ignore[return-value]
