@@ -147,6 +147,48 @@ def test_occlusion_search_finds_items_that_matter_only_together() -> None:
     assert report.mean_drop_explained == pytest.approx(3.0)
 
 
+class GreedyTrap(Additive):
+    """Item 12's score: 10, minus 1 without item 1, minus 0.5 without item 2 or 3 alone but 3 without both.
+    The best single removal (item 1) is in no best pair: greedy removal of two items finds a drop of 1.5, the
+    pair {2, 3} drops 3."""
+
+    def score_indices(self, user_idx: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        out = np.zeros((len(histories), 13))
+        for row, h in enumerate(histories):
+            present = set(np.asarray(h).tolist())
+            lost = (1 not in present) * 1.0 + (3.0 if not present & {2, 3} else 0.5 * len({2, 3} - present))
+            out[row, 12] = 10.0 - lost
+        out[:, 0] = -np.inf
+        return out.astype(np.float32)
+
+
+def test_occlusion_search_swaps_out_of_a_greedy_trap() -> None:
+    from attnrec.explain.occlusion import OcclusionSearchExplainer, occlusion_search
+
+    model = GreedyTrap(np.zeros((13, 13)))
+    history = np.array([1, 2, 3, 4, 5])
+    greedy, greedy_marginal = occlusion_search(model, history, 12, steps=2)
+    assert sorted(greedy.tolist())[0] == 0 and greedy_marginal.sum() == pytest.approx(1.5)
+    found, marginal = occlusion_search(model, history, 12, steps=2, swap_rounds=2)
+    assert sorted(found.tolist()) == [1, 2]  # items 2 and 3
+    assert marginal.sum() == pytest.approx(3.0)  # the marginal drops add up to the set's drop
+    assert marginal.tolist() == pytest.approx([0.5, 2.5])  # path: remove one of them, then the other
+    plain = faithfulness(model, [history] * 2, removed=2, method=OcclusionSearchExplainer(swap_rounds=0))
+    swapped = faithfulness(model, [history] * 2, removed=2, method=OcclusionSearchExplainer(swap_rounds=2))
+    assert plain.mean_drop_explained == pytest.approx(1.5)
+    assert swapped.mean_drop_explained == pytest.approx(3.0)
+
+
+def test_occlusion_search_is_never_worse_than_recency() -> None:
+    """When the most recent items are the most damaging set and greedy misses it, the swap search starts there."""
+    from attnrec.explain.occlusion import occlusion_search
+
+    model = GreedyTrap(np.zeros((13, 13)))
+    history = np.array([1, 4, 5, 2, 3])  # items 2 and 3 are now the newest
+    found, marginal = occlusion_search(model, history, 12, steps=2, pool=1, swap_rounds=1)
+    assert sorted(found.tolist()) == [3, 4] and marginal.sum() == pytest.approx(3.0)
+
+
 def test_occlusion_on_planted_sasrec_points_at_the_last_item(planted_model: Any) -> None:
     # "item i is followed by i + 1": the next item after 3,4,5,6 is 7, and only the 6 makes it so
     (pairs,) = explain_history(planted_model, np.array([3, 4, 5, 6]), np.array([7]), top=4, method="occlusion")

@@ -10,6 +10,7 @@ applied to history items.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -82,11 +83,15 @@ def occlusion_search(
     pool: int | None = None,
     user_idx: int = 0,
     single: np.ndarray | None = None,
+    swap_rounds: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Find ``steps`` history positions whose joint removal lowers ``item``'s score most, by beam search.
 
     Each step extends every kept set of removed positions by one more position and keeps the ``beam`` sets
     with the lowest score (``beam=1``: greedy). All candidates of a step are scored in one batched call.
+    With ``swap_rounds > 0`` the found set is then improved by local search (:func:`_swap_search`): it starts
+    from the better of the found set and the ``steps`` most recent positions, and each round replaces one
+    position by a candidate when that lowers the score.
 
     Args:
         steps: how many positions to remove.
@@ -95,6 +100,7 @@ def occlusion_search(
             ``pool`` most recent positions are candidates (None: every position).
         single: ``(n,)`` drops of ``item``'s score when each read position alone is removed, when already known
             (:func:`occlusion_drops` computes them for many items at once); the first step then scores nothing.
+        swap_rounds: most rounds of the local search after the beam search (0: none).
 
     Returns:
         ``(positions, marginal)``: the removed positions of the read history in removal order, and the score
@@ -110,6 +116,7 @@ def occlusion_search(
     # a state: (removed positions in order, score after each removal)
     states: list[tuple[tuple[int, ...], tuple[float, ...]]] = [((), ())]
     candidates = np.arange(n)
+    first_drops = np.zeros(n)
     for step in range(steps):
         trials: list[tuple[tuple[int, ...], tuple[float, ...]]] = []
         hists: list[np.ndarray] = []
@@ -129,15 +136,76 @@ def occlusion_search(
         else:
             scores = _scores_of(model, hists, items, user_idx)[:, 0]
         # lowest score first; on ties the more recent position (what a sequence model reads last)
+        if step == 0:
+            first_drops = base - scores  # position i alone (the first step's trials are positions 0..n-1)
         order = np.lexsort((-np.asarray([t[0][-1] for t in trials]), scores))
         if step == 0 and pool is not None and pool < n:
             best_single = np.asarray([trials[j][0][0] for j in order[:pool]])
             candidates = np.union1d(best_single, np.arange(max(0, n - pool), n))
         states = [(trials[j][0], (*trials[j][1], float(scores[j]))) for j in order[:beam]]
     removed, path = states[0]
+    if swap_rounds > 0 and len(removed) > 0:
+        removed, path = _swap_search(
+            model, read, items, removed, path, base, candidates, swap_rounds, user_idx, first_drops
+        )
     after = np.asarray(path)
     marginal = np.r_[base, after[:-1]] - after if len(after) else after
     return np.asarray(removed, dtype=np.int64), marginal
+
+
+def _without(read: np.ndarray, positions: Sequence[int]) -> np.ndarray:
+    keep = np.ones(len(read), dtype=bool)
+    keep[list(positions)] = False
+    return read[keep]
+
+
+def _swap_search(
+    model: Any,
+    read: np.ndarray,
+    items: np.ndarray,
+    removed: tuple[int, ...],
+    path: tuple[float, ...],
+    base: float,
+    candidates: np.ndarray,
+    rounds: int,
+    user_idx: int,
+    single_drops: np.ndarray,
+) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """Local search over removal sets of ``len(removed)`` positions: start from the better of ``removed`` and
+    the most recent positions; each round scores every set with one position swapped for a ``candidates``
+    position (one batched call) and moves to the lowest score if it is lower (else stops). Returns the set in
+    removal order with the score after each removal: the positions ordered by their single-removal drop
+    (``single_drops``, indexed by position), the scores of the partial sets computed in one batched call."""
+    n, size = len(read), len(removed)
+    recent = tuple(range(n - size, n))
+    current, score = tuple(removed), float(path[-1])
+    if set(recent) != set(current):
+        recent_score = float(_scores_of(model, [_without(read, recent)], items, user_idx)[0, 0])
+        if recent_score < score:
+            current, score = recent, recent_score
+    for _ in range(rounds):
+        trials: list[tuple[int, ...]] = []
+        seen = {frozenset(current)}
+        for k in range(size):
+            for c in candidates.tolist():
+                trial = (*current[:k], c, *current[k + 1 :])
+                if c in current or frozenset(trial) in seen:
+                    continue
+                seen.add(frozenset(trial))
+                trials.append(trial)
+        if not trials:
+            break
+        scores = _scores_of(model, [_without(read, t) for t in trials], items, user_idx)[:, 0]
+        best = int(np.argmin(scores))
+        if not scores[best] < score:
+            break
+        current, score = trials[best], float(scores[best])
+    by_position = {p: float(single_drops[p]) for p in current}
+    # removal order: largest single drop first, the more recent position on ties
+    ordered = tuple(sorted(current, key=lambda p: (-by_position[p], -p)))
+    partial = [_without(read, ordered[: k + 1]) for k in range(size - 1)]
+    after = _scores_of(model, partial, items, user_idx)[:, 0].tolist() if partial else []
+    return ordered, (*after, score)
 
 
 class OcclusionSearchExplainer(PositionExplainer):
@@ -151,17 +219,20 @@ class OcclusionSearchExplainer(PositionExplainer):
     positions are chosen (``steps`` when no ``top`` is given); after the first step only the ``pool`` positions
     with the largest single-removal drop and the ``pool`` most recent ones are candidates, so an explanation
     costs about ``n + 2 * (top - 1) * beam * pool`` scored histories per item (the first step, ``n`` histories,
-    is shared by all items). The default ``beam=1`` (greedy) was as faithful as ``beam=4`` and ``8`` on ML-100K
-    (``docs/explanations.md``).
+    is shared by all items). The default ``beam=1`` (greedy) was as faithful as ``beam=4`` and ``8`` on ML-100K;
+    ``swap_rounds=1`` then improves the set by one round of swaps, starting from the most recent positions when
+    they drop the score more: on ML-1M (SASRec, 200 users) the explanation beat recency for 79% of users instead
+    of 76% and never lost to it, for about ``steps * 2 * pool`` more scored histories (``docs/explanations.md``).
     """
 
     name = "occlusion-search"
     item_specific = True
 
-    def __init__(self, *, steps: int = 5, beam: int = 1, pool: int | None = 16) -> None:
+    def __init__(self, *, steps: int = 5, beam: int = 1, pool: int | None = 16, swap_rounds: int = 1) -> None:
         self.steps = steps
         self.beam = beam
         self.pool = pool
+        self.swap_rounds = swap_rounds
 
     def applies_to(self, model: Any) -> bool:
         return bool(getattr(model, "uses_history", False))
@@ -173,7 +244,14 @@ class OcclusionSearchExplainer(PositionExplainer):
         singles = occlusion_drops(model, read, items)  # the first step of every item in one batched call
         for row, item in enumerate(items.tolist()):
             positions, marginal = occlusion_search(
-                model, read, item, steps=top or self.steps, beam=self.beam, pool=self.pool, single=singles[row]
+                model,
+                read,
+                item,
+                steps=top or self.steps,
+                beam=self.beam,
+                pool=self.pool,
+                single=singles[row],
+                swap_rounds=self.swap_rounds,
             )
             # the greedy order is the explanation's ranking: a later removal never outweighs an earlier one
             out[row, positions] = np.minimum.accumulate(marginal) if len(marginal) else marginal
