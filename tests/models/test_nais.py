@@ -95,10 +95,29 @@ def test_attention_of_an_item_concentrates_on_its_planted_partner() -> None:
     assert np.argmax(weights, axis=1).tolist() == [0, 1, 2, 3], weights.round(3)
     recs = model.recommend_indices(np.zeros(1, dtype=np.int64), [history], k=4)
     assert set(recs.item_idx[0].tolist()) == set(partners.tolist())
-    explanations = explain(model, history, partners, top=1)  # the default method: target-attention
-    assert [e.method for e in explanations] == ["target-attention"] * 4
-    assert [e.attributions[0].index for e in explanations] == history.tolist()
-    assert methods_for(model)[0] == "target-attention"
+    for method in ("target-attention", "contribution"):
+        explanations = explain(model, history, partners, top=1, method=method)
+        assert [e.method for e in explanations] == [method] * 4
+        assert [e.attributions[0].index for e in explanations] == history.tolist()
+    assert explain(model, history, partners[:1])[0].method == "contribution"  # the default
+    assert methods_for(model)[0] == "contribution"
+
+
+def test_contributions_are_the_terms_of_the_score() -> None:
+    data = paired(num_users=60)
+    model = NAIS(TINY, epochs=3).fit(data, options=opts())
+    history = np.asarray([1, 3, 5, 7, 3], dtype=np.int64)  # item 3 twice
+    items = np.asarray([2, 3, 8], dtype=np.int64)
+    terms = model.target_contributions(history, items)
+    assert terms.shape == (3, 5)
+    assert (terms[1, [1, 4]] == 0).all()  # an item's own occurrences carry no term
+    net = model.net_
+    assert net is not None
+    bias = net.bias.weight.detach()[items, 0].numpy()
+    scores = model.score_indices(np.zeros(1, dtype=np.int64), [history])[0, items]
+    np.testing.assert_allclose(bias + terms.sum(axis=1), scores, rtol=1e-4, atol=1e-5)
+    attention = model.target_attention(history, items)
+    assert not np.allclose(terms, attention)  # the terms weigh the attention by the similarities p_j . q_i
 
 
 def test_fism_pretraining_epochs_train_and_are_recorded() -> None:

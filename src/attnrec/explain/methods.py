@@ -7,7 +7,8 @@ method          needs                                          item-specific
 ``rollout-grad`` transformer maps + input embeddings            yes: rollout x gradient x input
 ``rollout``     transformer ``attention_maps``                 no: what the history emphasises
 ``attention``   recurrent ``attention_weights``                no: the attention of the last state
-``target-attention`` ``target_attention`` (NAIS)               yes: the item's attention over the history
+``target-attention`` ``target_attention`` (NAIS, DIN)          yes: the item's attention over the history
+``contribution`` ``target_contributions`` (NAIS)               yes: each history item's term of the score
 ``attributes``  ``attribute_contributions`` (content)          yes: shared attributes (``item_attribute``)
 ``field-attention`` ``field_attention`` (AutoInt)              yes: interacting field pairs (``feature_field``)
 =============== ============================================== ===============================================
@@ -34,7 +35,7 @@ from attnrec.explain.fields import FieldAttentionExplainer
 from attnrec.explain.occlusion import OcclusionExplainer, OcclusionSearchExplainer
 from attnrec.explain.recurrent import AttentionWeightsExplainer
 from attnrec.explain.rollout import RolloutExplainer, RolloutGradExplainer
-from attnrec.explain.target import AttributeExplainer, TargetAttentionExplainer
+from attnrec.explain.target import AttributeExplainer, ContributionExplainer, TargetAttentionExplainer
 
 METHODS: Mapping[str, PositionExplainer] = MappingProxyType(
     {
@@ -46,6 +47,7 @@ METHODS: Mapping[str, PositionExplainer] = MappingProxyType(
             RolloutExplainer(),
             AttentionWeightsExplainer(),
             TargetAttentionExplainer(),
+            ContributionExplainer(),
             AttributeExplainer(),
             FieldAttentionExplainer(),
         )
@@ -60,6 +62,7 @@ PREFERENCE: tuple[str, ...] = (
     "rollout",
     "attention",
     "target-attention",
+    "contribution",
     "attributes",
     "field-attention",
 )

@@ -3,6 +3,10 @@
 * ``target-attention``: a model with ``target_attention(history, items) -> (len(items), n)`` (NAIS; DIN's
   activation unit has the same shape) weighs each history item separately for every candidate, so the
   explanation of each recommended item is its own attention over the past items.
+* ``contribution``: a model whose score is a sum of one term per history item (NAIS:
+  ``b_i + sum_j a_ij p_j . q_i``) gives the terms with ``target_contributions(history, items) -> (len(items), n)``;
+  the explanation of each recommended item is the history items with the largest positive terms (an item whose
+  term is negative holds the recommendation back and gets no weight).
 * ``attributes``: a content model with ``attribute_contributions(history, items) -> ((len(items), m), names)``
   credits the item attributes (genres, title words, ...) that the recommended item shares with the user's
   profile (:class:`~attnrec.explain.base.Attribution` of kind ``"item_attribute"``, by ``name``). Its
@@ -47,6 +51,21 @@ class TargetAttentionExplainer(PositionExplainer):
         return _right_aligned(model, weights, len(read), "target_attention")
 
 
+class ContributionExplainer(PositionExplainer):
+    """``contribution``: the term each history item adds to a recommended item's score (item-specific)."""
+
+    name = "contribution"
+    item_specific = True
+
+    def applies_to(self, model: Any) -> bool:
+        return callable(getattr(model, "target_contributions", None))
+
+    def relevance(self, model: Any, history: np.ndarray, items: np.ndarray, *, top: int | None = None) -> np.ndarray:
+        read = read_part(model, history)
+        terms = model.target_contributions(read, np.asarray(items, dtype=np.int64))
+        return _right_aligned(model, terms, len(read), "target_contributions")
+
+
 class AttributeExplainer(PositionExplainer):
     """``attributes``: the item attributes a recommended item shares with the user's profile, weighted by their
     share of the item's score (item-specific)."""
@@ -80,4 +99,4 @@ class AttributeExplainer(PositionExplainer):
         return out
 
 
-__all__ = ["AttributeExplainer", "TargetAttentionExplainer"]
+__all__ = ["AttributeExplainer", "ContributionExplainer", "TargetAttentionExplainer"]

@@ -153,8 +153,9 @@ class NAIS(NeuralRecommender):
     """NAIS recommender: attention-weighted item similarity over the user's (last ``max_history``) items.
 
     ``uses_history``: scores follow from the history alone, so unknown users with a history are personalised and
-    new events change the scores without retraining. Explanations: :meth:`target_attention` (method
-    ``"target-attention"``, the default), one weight per history item for each recommended item.
+    new events change the scores without retraining. Explanations: :meth:`target_contributions` (method
+    ``"contribution"``, the default: the term each history item adds to the recommended item's score) and
+    :meth:`target_attention` (method ``"target-attention"``: the attention weights alone).
     """
 
     name = "nais"
@@ -162,7 +163,7 @@ class NAIS(NeuralRecommender):
     citation = CITATION
     uses_history = True
     supports_explain = True
-    explain_method = "target-attention"
+    explain_method = "contribution"
     validation_metric = "ndcg@10"
     config: NAISConfig
     net_: NAISNet | None  # type: ignore[assignment]
@@ -248,8 +249,11 @@ class NAIS(NeuralRecommender):
 
     # ------------------------------------------------------------------ inference
     @torch.inference_mode()
-    def _score_targets(self, histories: Sequence[np.ndarray], targets: np.ndarray | None) -> tuple[Tensor, Tensor]:
-        """Scores ``(B, T)`` and weights ``(B, T, L)`` of ``targets`` (``(B, T)``; None: every item) for one batch."""
+    def _score_targets(
+        self, histories: Sequence[np.ndarray], targets: np.ndarray | None, *, terms: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        """Scores ``(B, T)`` and weights ``(B, T, L)`` of ``targets`` (``(B, T)``; None: every item) for one batch;
+        ``terms``: the terms ``a_ij p_j . q_i`` of the scores instead of the weights ``a_ij``."""
         net = self._net()
         assert isinstance(net, NAISNet)
         net.eval()
@@ -264,7 +268,10 @@ class NAIS(NeuralRecommender):
         width = cfg.embed_dim + cfg.attention_dim
         chunk = max(1, PAIR_CHUNK_ELEMENTS // max(1, len(histories) * length * width))
         parts = [net(history, targets_t[:, s : s + chunk]) for s in range(0, targets_t.shape[1], chunk)]
-        return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)
+        scores, weights = torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)
+        if terms:
+            weights = weights * torch.matmul(net.q(targets_t), net.p(history).transpose(1, 2)).float()
+        return scores, weights
 
     def score_indices(self, user_idx: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
         out = np.zeros((len(histories), self.num_items + 1), dtype=np.float32)
@@ -285,6 +292,17 @@ class NAIS(NeuralRecommender):
             return np.zeros((len(items), len(history)), dtype=np.float32)
         _, weights = self._score_targets([history], items[None, :])
         return self.numpy(weights[0])[:, : len(history)]
+
+    def target_contributions(self, history: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``(len(items), n)`` term ``a_ij p_j . q_i`` that each of the ``n`` history items NAIS reads (the last
+        ``max_history``, oldest first) adds to each item's score: the score is the item bias plus their sum, so
+        an item with a negative term holds the recommendation back. 0 for the item's own occurrences."""
+        history = np.asarray(history, dtype=np.int64)[-self.config.max_history :]
+        items = np.asarray(items, dtype=np.int64)
+        if len(history) == 0 or len(items) == 0:
+            return np.zeros((len(items), len(history)), dtype=np.float32)
+        _, terms = self._score_targets([history], items[None, :], terms=True)
+        return self.numpy(terms[0])[:, : len(history)]
 
 
 __all__ = ["CITATION", "NAIS", "NAISConfig", "NAISNet"]
