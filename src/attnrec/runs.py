@@ -149,6 +149,8 @@ class RunResult:
     model: Recommender
     metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
+    evaluations: dict[str, Any] = field(default_factory=dict)
+    """The ranking evaluations behind ``metrics`` by target (``"valid"``, ``"test"``), with per-user metrics."""
 
 
 def file_sha256(path: str | Path) -> str:
@@ -296,8 +298,12 @@ def evaluate_split(
     targets: tuple[str, ...] = ("valid", "test"),
     ks: tuple[int, ...] | None = None,
     progress: ProgressCallback | None = None,
+    results: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a fitted model on the split's validation and test targets; returns the metrics.json parts.
+
+    ``results``: when given, receives each ranking target's :class:`~attnrec.evaluation.EvaluationResult` (its
+    per-user metrics), so that callers need not evaluate again.
 
     Task ``ctr`` (labelled impressions): AUC, GAUC and logloss (:func:`attnrec.evaluation.evaluate_ctr`).
     """
@@ -323,6 +329,8 @@ def evaluate_split(
             progress=progress,
         )
         protocol = result.protocol
+        if results is not None:
+            results[target] = result
         values = {k: float(v) for k, v in result.summary.items()}
         if model.predicts_ratings and split.targets(target).rating is not None:
             values.update(evaluate_ratings(model, split.targets(target)))
@@ -484,7 +492,8 @@ def _fit_and_write(
     config_json["device_used"] = str(model.train_info_.get("device", "cpu"))
     config_json["world_size"] = distributed.world_size()
     write_json(out / CONFIG_JSON, config_json)
-    metrics = evaluate_split(model, data.split, config, progress=progress)
+    evaluations: dict[str, Any] = {}
+    metrics = evaluate_split(model, data.split, config, progress=progress, results=evaluations)
     # recommendations after training should use everything known about each user
     model.set_histories(data.split.full)
     model.save(out)
@@ -521,7 +530,7 @@ def _fit_and_write(
     if not history:
         history = [{"epoch": 1, "loss": None, "seconds": round(train_seconds, 3)}]
     write_history(out / HISTORY_CSV, history)
-    return RunResult(out, model, summary, history)
+    return RunResult(out, model, summary, history, evaluations)
 
 
 def _ctr_counts(metrics: dict[str, Any]) -> dict[str, Any]:

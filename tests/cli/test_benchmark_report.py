@@ -518,3 +518,36 @@ def test_report_only_writes_the_finished_cells_and_computes_none(bench: Path, mo
     assert models["als"]["seeds"] == [1] and models["popularity"]["seeds"] == [1, 2]
     text = docs.read_text(encoding="utf-8")
     assert "| als |" in text and "1/2 (seed 2: missing)" in text and "--report-only" not in text
+
+
+def test_a_cell_evaluates_its_test_split_once_and_keeps_its_per_user_metrics(
+    bench: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import attnrec.evaluation
+
+    plan = plan_benchmark(parse_benchmark_config(_toml(CONFIG)), bench / "out", base_dir=bench)
+    cell = next(c for c in plan.cells if c.model == "als")
+    targets: list[int] = []
+    real = attnrec.evaluation.evaluate
+
+    def counted(model: Any, split: Any, *args: Any, **kwargs: Any) -> Any:
+        targets.append(len(split.targets(kwargs.get("target", "test"))))
+        return real(model, split, *args, **kwargs)
+
+    monkeypatch.setattr(attnrec.evaluation, "evaluate", counted)
+    assert run_cell(cell).status == "done"
+    assert len(targets) == 2  # validation and test, each once: the per-user arrays reuse the run's test evaluation
+    arrays = read_per_user(cell.folder)
+    metrics = json.loads((cell.folder / "metrics.json").read_text(encoding="utf-8"))
+    assert arrays is not None and len(arrays["users"]) == metrics["users_evaluated"]["test"]
+    assert float(np.mean(arrays["ndcg@10"])) == pytest.approx(metrics["test"]["ndcg@10"])
+    monkeypatch.setattr(attnrec.evaluation, "evaluate", real)
+    from attnrec.base import Recommender
+    from attnrec.evaluation.benchmark import _per_user_test
+    from attnrec.runs import load_data
+
+    model = Recommender.load(cell.folder)
+    fresh = _per_user_test(model, load_data(cell.run_config), cell.run_config, None)
+    assert fresh is not None
+    np.testing.assert_array_equal(fresh["users"], arrays["users"])
+    np.testing.assert_allclose(fresh["ndcg@10"], arrays["ndcg@10"], rtol=1e-6)

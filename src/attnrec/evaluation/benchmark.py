@@ -573,7 +573,11 @@ def run_cell(
                 on_data_loaded=data_loaded,
                 on_epoch=on_epoch,
             )
-            per_user = _per_user_test(result.model, loaded[0], cell.run_config, progress) if loaded else None
+            per_user = (
+                _per_user_test(result.model, loaded[0], cell.run_config, progress, result.evaluations.get("test"))
+                if loaded
+                else None
+            )
             ctr_test = _ctr_test(result.model, loaded[0], cell.run_config) if loaded else None
     except CellTimeoutError as exc:
         seconds = time.perf_counter() - start
@@ -613,12 +617,17 @@ def _write_marker(cell: Cell, status: str, seconds: float, message: str) -> None
     os.replace(tmp, cell.folder / CELL_JSON)  # the marker appears whole or not at all
 
 
-def _per_user_test(model: Any, data: Any, run_config: Any, progress: Any | None) -> dict[str, np.ndarray] | None:
-    """The test split's per-user metrics (``users`` + one array per metric), for ranking tasks."""
+def _per_user_test(
+    model: Any, data: Any, run_config: Any, progress: Any | None, done: Any | None = None
+) -> dict[str, np.ndarray] | None:
+    """The test split's per-user metrics (``users`` + one array per metric), for ranking tasks; ``done``: the
+    run's own test evaluation (``RunResult.evaluations["test"]``), reused instead of evaluating again."""
     from attnrec.evaluation import evaluate
 
     if run_config.task == "ctr" or len(data.split.targets("test")) == 0:
         return None
+    if done is not None:
+        return {"users": np.asarray(done.users, dtype=np.int64), **{k: v for k, v in done.per_user.items()}}
     result = evaluate(
         model,
         data.split,
