@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from attnrec.data import Interactions, leave_one_out
 from attnrec.data.split import Split
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no-tune", action="store_true", help="use the first grid entry (the defaults)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)  # --threads for the evaluations after each fit too
     options = TrainingOptions(seed=args.seed, threads=args.threads)
     for ds in args.datasets:
         inter = load(ds)

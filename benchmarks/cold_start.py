@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from attnrec.data import Interactions
 from attnrec.data.features import load_item_features, load_user_features
@@ -148,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--section", default="cold-start", help="section of --update-docs")
     parser.add_argument("--report-only", action="store_true", help="compute nothing: report the cached results")
     args = parser.parse_args(argv)
+    # --threads for the whole script: the cold-item rankings after each fit too, not only the training loop
+    torch.set_num_threads(args.threads)
     given = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--report-only"]
     command = shlex.join(["python", "benchmarks/cold_start.py", *given])
     cache = Cache(args.cache)

@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 from attnrec.evaluation import evaluate
 from attnrec.models.ease import l2_rule
 from attnrec.registry import create_model
@@ -32,6 +34,7 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["ml-100k", "ml-1m", "lastfm"], choices=sorted(DATASETS))
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)  # --threads for the evaluations after each fit too
     print("| dataset | training events per item | rule | best of the grid (valid NDCG@10) | rule's | l2=500's |")
     print("|---|---|---|---|---|---|")
     for name in args.datasets:

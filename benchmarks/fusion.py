@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from attnrec.data import Interactions, leave_one_out
 from attnrec.data.loaders import load_interactions
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)  # --threads for the evaluations after each fit too
     seeds = [int(s) for s in args.seeds.split(",")]
     split = leave_one_out(load(args.data))
     rows: list[dict[str, Any]] = []

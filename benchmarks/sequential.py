@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from attnrec.config import coerce_value
 from attnrec.data import Interactions, leave_one_out
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-dir", type=Path, default=None, help="per-seed history.csv files here")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch lines on stderr")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)  # --threads for the evaluations after each fit too
 
     t_start = time.perf_counter()
     split = leave_one_out(load(args.data))

@@ -35,7 +35,7 @@ from attnrec.errors import ConfigError, PersistenceError
 from attnrec.io import read_json, write_json
 from attnrec.registry import create_model
 from attnrec.training import distributed
-from attnrec.training.options import ProgressCallback, TrainingOptions, resolve_device
+from attnrec.training.options import ProgressCallback, TrainingOptions, resolve_device, torch_threads
 
 CONFIG_JSON = "config.json"
 METRICS_JSON = "metrics.json"
@@ -417,7 +417,8 @@ def train_run(
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        return _fit_and_write(config, out, model, data, progress=progress, resume=resume, on_epoch=on_epoch)
+        with torch_threads(config.threads):  # training, evaluation and saving all at --threads
+            return _fit_and_write(config, out, model, data, progress=progress, resume=resume, on_epoch=on_epoch)
     except Exception:
         if not resume:
             _remove_run_files(out, remove_folder=created)

@@ -261,6 +261,33 @@ def test_training_leaves_the_torch_thread_count_as_it_found_it(tmp_path: Path) -
     assert torch.get_num_threads() == before
 
 
+def test_the_evaluation_after_training_runs_at_the_runs_thread_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--threads`` holds for the whole run: two 1-thread benchmark processes must not evaluate at the default
+    (all cores each), which oversubscribed 2 cores and made the final rankings many times slower."""
+    import attnrec.runs
+    from attnrec.data.synthetic import make_synthetic
+    from attnrec.runs import DataSpec, RunConfig, train_run
+
+    log = tmp_path / "log.csv"
+    make_synthetic(num_users=30, num_items=20, seed=1).interactions.write_csv(log)
+    before = torch.get_num_threads()
+    target = 1 if before != 1 else 2
+    seen: list[int] = []
+    real = attnrec.runs.evaluate_split
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(attnrec.runs, "evaluate_split", spy)
+    config = RunConfig(model="ease", data=DataSpec(path=str(log)), threads=target)
+    train_run(config, tmp_path / "run")
+    assert seen == [target]
+    assert torch.get_num_threads() == before
+
+
 def test_heatmap_leaves_the_matplotlib_backend_alone(tmp_path: Path) -> None:
     import matplotlib
 

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from attnrec.errors import AttnRecError, ConfigError
 from attnrec.io import read_json, write_json
+from attnrec.training.options import torch_threads
 
 CELL_JSON = "benchmark_cell.json"
 PER_USER_NPZ = "per_user_test.npz"
@@ -564,7 +565,7 @@ def run_cell(
     guard = time_guard(cell.time_limit) if time_guard is not None and cell.time_limit else nullcontext()
     start = time.perf_counter()
     try:
-        with guard:
+        with guard, torch_threads(cell.run_config.threads):  # the test arrays below at --threads too
             result = train_run(
                 cell.run_config,
                 folder,

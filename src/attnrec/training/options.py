@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,25 @@ from typing import Any
 import torch
 
 from attnrec.errors import ConfigError
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch intra-op threads (``None``: as they are) and restore the caller's
+    setting afterwards. A ``--threads`` option must hold for everything a command does: the scoring after
+    training too, not only the training loop (with two 1-thread benchmark processes on 2 cores, an evaluation
+    at the default thread count oversubscribed the cores and ran many times slower)."""
+    if threads is None:
+        yield
+        return
+    if threads < 1:
+        raise ConfigError(f"the 'threads' option must be >= 1; got {threads}")
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 def resolve_device(spec: str | torch.device, parameter: str = "device") -> torch.device:
