@@ -36,50 +36,44 @@ def _right_aligned(model: Any, weights: np.ndarray, n: int, what: str) -> np.nda
     return full
 
 
-class TargetAttentionExplainer(PositionExplainer):
+class _ModelWeightsExplainer(PositionExplainer):
+    """A method whose relevance is a model method ``hook(history, items) -> (len(items), m)`` over the last ``m``
+    read positions; the method applies to models that have ``applies_hook`` (``hook`` when None)."""
+
+    item_specific = True
+    hook: str = ""
+    applies_hook: str | None = None
+
+    def applies_to(self, model: Any) -> bool:
+        return callable(getattr(model, self.applies_hook or self.hook, None))
+
+    def relevance(self, model: Any, history: np.ndarray, items: np.ndarray, *, top: int | None = None) -> np.ndarray:
+        read = read_part(model, history)
+        weights = getattr(model, self.hook)(read, np.asarray(items, dtype=np.int64))
+        return _right_aligned(model, weights, len(read), self.hook)
+
+
+class TargetAttentionExplainer(_ModelWeightsExplainer):
     """``target-attention``: the attention of each recommended item over the history (item-specific)."""
 
     name = "target-attention"
-    item_specific = True
-
-    def applies_to(self, model: Any) -> bool:
-        return callable(getattr(model, "target_attention", None))
-
-    def relevance(self, model: Any, history: np.ndarray, items: np.ndarray, *, top: int | None = None) -> np.ndarray:
-        read = read_part(model, history)
-        weights = model.target_attention(read, np.asarray(items, dtype=np.int64))
-        return _right_aligned(model, weights, len(read), "target_attention")
+    hook = "target_attention"
 
 
-class ContributionExplainer(PositionExplainer):
+class ContributionExplainer(_ModelWeightsExplainer):
     """``contribution``: the term each history item adds to a recommended item's score (item-specific)."""
 
     name = "contribution"
-    item_specific = True
-
-    def applies_to(self, model: Any) -> bool:
-        return callable(getattr(model, "target_contributions", None))
-
-    def relevance(self, model: Any, history: np.ndarray, items: np.ndarray, *, top: int | None = None) -> np.ndarray:
-        read = read_part(model, history)
-        terms = model.target_contributions(read, np.asarray(items, dtype=np.int64))
-        return _right_aligned(model, terms, len(read), "target_contributions")
+    hook = "target_contributions"
 
 
-class AttributeExplainer(PositionExplainer):
+class AttributeExplainer(_ModelWeightsExplainer):
     """``attributes``: the item attributes a recommended item shares with the user's profile, weighted by their
-    share of the item's score (item-specific)."""
+    share of the item's score (item-specific); its per-position relevance is ``history_contributions``."""
 
     name = "attributes"
-    item_specific = True
-
-    def applies_to(self, model: Any) -> bool:
-        return callable(getattr(model, "attribute_contributions", None))
-
-    def relevance(self, model: Any, history: np.ndarray, items: np.ndarray, *, top: int | None = None) -> np.ndarray:
-        read = read_part(model, history)
-        weights = model.history_contributions(read, np.asarray(items, dtype=np.int64))
-        return _right_aligned(model, weights, len(read), "history_contributions")
+    hook = "history_contributions"
+    applies_hook = "attribute_contributions"
 
     def explain(self, model: Any, history: np.ndarray, items: np.ndarray, top: int) -> list[Explanation]:
         history = np.asarray(history, dtype=np.int64)
