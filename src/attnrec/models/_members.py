@@ -15,6 +15,7 @@ import numpy as np
 from attnrec.base import MODEL_WEIGHTS, Recommender
 from attnrec.data.interactions import Interactions
 from attnrec.errors import ConfigError, PersistenceError
+from attnrec.io import write_json
 from attnrec.training.options import TrainingOptions
 
 MEMBERS_DIR = "members"
@@ -146,6 +147,45 @@ def load_members(
     return members
 
 
+def write_fusion_json(
+    path: Path,
+    summary: dict[str, Any],
+    weights: np.ndarray | None,
+    members: Sequence[Recommender],
+    digests: Sequence[str],
+    train_info: dict[str, Any],
+) -> None:
+    """A fusion's ``fusion.json``: ``summary`` (normalisation, ...), the weights, each member's folder, model name
+    and weights digest, and the weight tuning of ``train_info``."""
+    write_json(
+        path,
+        {
+            **summary,
+            "weights": [float(w) for w in weights] if weights is not None else None,
+            "members": [
+                {"folder": member_folder(i, m), "model": m.name, "sha256": d}
+                for i, (m, d) in enumerate(zip(members, digests, strict=True))
+            ],
+            "tuning": jsonable(train_info.get("tuning", {})),
+        },
+    )
+
+
+def member_pairs(
+    member: Recommender, history: np.ndarray, items: np.ndarray, top: int, method: str | None
+) -> list[list[tuple[int, float]]]:
+    """A fusion member's history attributions for ``items``: its own explanations (``method`` where it has it,
+    else its default), occlusion for members that use histories but do not explain, nothing for the others."""
+    from attnrec.explain.methods import METHODS, methods_for
+
+    if member.supports_explain:
+        chosen = method if method in methods_for(member) else None
+        return member.explain_indices(history, items, top=top, method=chosen)
+    if member.uses_history and len(history):
+        return [e.history_pairs() for e in METHODS["occlusion"].explain(member, history, items, top)]
+    return [[] for _ in items.tolist()]
+
+
 __all__ = [
     "MEMBERS_DIR",
     "events_digest",
@@ -154,5 +194,7 @@ __all__ = [
     "load_member_run",
     "load_members",
     "member_folder",
+    "member_pairs",
     "save_members",
+    "write_fusion_json",
 ]

@@ -37,9 +37,16 @@ from attnrec.base import Recommender
 from attnrec.config import ModelConfig
 from attnrec.data.interactions import Interactions
 from attnrec.errors import PersistenceError
-from attnrec.io import write_json
 from attnrec.models._blend import NORMALISATIONS, blend, normalise, search_weights, weight_grid
-from attnrec.models._members import fit_members, jsonable, load_members, member_folder, save_members
+from attnrec.models._members import (
+    fit_members,
+    jsonable,
+    load_members,
+    member_folder,
+    member_pairs,
+    save_members,
+    write_fusion_json,
+)
 from attnrec.training.options import TrainingOptions
 
 FUSION_JSON = "fusion.json"
@@ -246,26 +253,12 @@ class Fusion(Recommender):
         total = parts.sum(axis=0, keepdims=True)
         return np.where(total > 0, parts / np.where(total > 0, total, 1.0), 0.0)
 
-    def _member_pairs(
-        self, member: Recommender, history: np.ndarray, items: np.ndarray, top: int, method: str | None
-    ) -> list[list[tuple[int, float]]]:
-        """A member's history attributions: its own explanations, occlusion for members that use histories
-        but do not explain, nothing for the others."""
-        from attnrec.explain.methods import METHODS, methods_for
-
-        if member.supports_explain:
-            chosen = method if method in methods_for(member) else None
-            return member.explain_indices(history, items, top=top, method=chosen)
-        if member.uses_history and len(history):
-            return [e.history_pairs() for e in METHODS["occlusion"].explain(member, history, items, top)]
-        return [[] for _ in items.tolist()]
-
     def explain_members(self, history: np.ndarray, items: np.ndarray, *, top: int = 1) -> list[list[MemberShare]]:
         """Per item, each member's share of its fused score and the member's own top history attribution."""
         history = np.asarray(history, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
         shares = self.member_shares(history, items)
-        pairs = [self._member_pairs(m, history, items, top, None) for m in self.members_]
+        pairs = [member_pairs(m, history, items, top, None) for m in self.members_]
         return [
             [
                 MemberShare(i, m.name, float(shares[i, j]), tuple(pairs[i][j][0]) if pairs[i][j] else None)  # type: ignore[arg-type]
@@ -290,7 +283,7 @@ class Fusion(Recommender):
             return [[] for _ in items.tolist()]
         shares = self.member_shares(history, items)
         out: list[list[tuple[int, float]]] = []
-        per_member = [self._member_pairs(m, history, items, top, method) for m in self.members_]
+        per_member = [member_pairs(m, history, items, top, method) for m in self.members_]
         for j in range(len(items)):
             total: dict[int, float] = {}
             for i in range(len(self.members_)):
@@ -323,19 +316,8 @@ class Fusion(Recommender):
         folder.mkdir(parents=True, exist_ok=True)
         digests = self._member_digests = save_members(folder, self.members_)
         super().save(folder)
-        write_json(
-            folder / FUSION_JSON,
-            {
-                "normalisation": self.config.normalisation,
-                "rrf_k": self.config.rrf_k,
-                "weights": [float(w) for w in self.weights_] if self.weights_ is not None else None,
-                "members": [
-                    {"folder": member_folder(i, m), "model": m.name, "sha256": d}
-                    for i, (m, d) in enumerate(zip(self.members_, digests, strict=True))
-                ],
-                "tuning": jsonable(self.train_info_.get("tuning", {})),
-            },
-        )
+        summary = {"normalisation": self.config.normalisation, "rrf_k": self.config.rrf_k}
+        write_fusion_json(folder / FUSION_JSON, summary, self.weights_, self.members_, digests, self.train_info_)
         return folder
 
     def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
