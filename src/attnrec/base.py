@@ -36,6 +36,9 @@ from attnrec.training.options import TrainingOptions
 MODEL_JSON = "model.json"
 MODEL_WEIGHTS = "model.safetensors"
 VOCAB_JSON = "vocab.json"
+SCORE_CELLS = 1 << 24
+"""Most score cells (rows x catalogue) one ``score_indices`` call of :meth:`Recommender.score_candidates` may
+return (64 MiB of float32)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,23 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.lexsort((part, -vals), axis=1)
     idx = np.take_along_axis(part, order, axis=1)
     return idx.astype(np.int64), np.take_along_axis(scores, idx, axis=1)
+
+
+def catalogue_columns(
+    model: Any, user_idx: np.ndarray, histories: Sequence[np.ndarray], items: np.ndarray
+) -> np.ndarray:
+    """``(len(histories), len(items))`` float64: the ``items`` columns of ``model.score_indices``, computed in
+    chunks of at most :data:`SCORE_CELLS` cells (the default :meth:`Recommender.score_candidates`, and what any
+    object with only ``score_indices`` gets)."""
+    items = np.asarray(items, dtype=np.int64)
+    users = np.asarray(user_idx, dtype=np.int64)
+    width = max(1, int(getattr(model, "num_items", 0)) + 1)
+    chunk = max(1, SCORE_CELLS // width)
+    out = np.empty((len(histories), len(items)), dtype=np.float64)
+    for start in range(0, len(histories), chunk):
+        part = list(histories[start : start + chunk])
+        out[start : start + len(part)] = model.score_indices(users[start : start + len(part)], part)[:, items]
+    return out
 
 
 def pair_indices(user_idx: Any, item_idx: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -278,6 +298,25 @@ class Recommender(ABC):
             ``(batch, num_items + 1)`` float32 scores, column 0 = ``-inf``. Rows the model cannot personalise
             may hold anything: :meth:`scores_with_fallback` replaces them.
         """
+
+    def score_candidates(self, user_idx: np.ndarray, histories: Sequence[np.ndarray], items: np.ndarray) -> np.ndarray:
+        """Scores of the same candidate ``items`` after each (user, history) pair, what occlusion explanations
+        score many times over (one history with items removed per row).
+
+        The default scores every item (:meth:`score_indices`) in chunks of at most :data:`SCORE_CELLS` cells and
+        keeps the candidates' columns. Models whose score of an item does not need the whole catalogue (DIN
+        scores each candidate against the history) override it, so an explanation costs what its candidates
+        cost, not a catalogue per shortened history.
+
+        Args:
+            user_idx: ``(batch,)`` int64 user indices, 0 for unknown/anonymous users.
+            histories: ``batch`` int64 arrays of item indices, oldest first.
+            items: ``(k,)`` int64 item indices (>= 1).
+
+        Returns:
+            ``(batch, k)`` float64 scores, the same values as ``score_indices(user_idx, histories)[:, items]``.
+        """
+        return catalogue_columns(self, user_idx, histories, items)
 
     def can_personalise(self, user_idx: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
         """``(batch,)`` bool: rows the model personalises (others get the popularity fallback)."""

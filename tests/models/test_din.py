@@ -141,3 +141,21 @@ def test_score_pairs_matches_score_rows(fitted_planted: tuple[DIN, Interactions,
     items = np.asarray([KEYS + 1, KEYS + 5, 2], dtype=np.int64)
     pairs = model.score_pairs(users, items)
     np.testing.assert_allclose(pairs, rows[np.arange(3), items], rtol=1e-5, atol=1e-6)
+
+
+def test_occlusion_scores_only_the_candidates(
+    fitted_planted: tuple[DIN, Interactions, Interactions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The occlusion methods score each shortened history against the explained items alone
+    (``score_candidates``), never a catalogue row per history, and find the partner key: removing it is what
+    lowers the candidate's click probability."""
+    model, _, _ = fitted_planted
+
+    def no_catalogue(*args: object, **kwargs: object) -> np.ndarray:
+        raise AssertionError("occlusion scored the whole catalogue")
+
+    monkeypatch.setattr(model, "score_indices", no_catalogue)
+    history = np.asarray([3, 7, 12, 18], dtype=np.int64)
+    for method in ("occlusion", "occlusion-search"):
+        got = explain(model, history, np.asarray([KEYS + 7, KEYS + 18]), top=1, method=method)
+        assert [e.attributions[0].index for e in got] == [7, 18], method

@@ -1,11 +1,12 @@
 """Occlusion: how much the recommended item's score drops when one history item is removed.
 
-Model-agnostic: it needs only ``score_indices``. For a history of ``n`` read items (the last ``max_seq_len``
-for a windowed model), the full history and the ``n`` histories with one position removed are scored together
-(one batched call, chunked for large catalogues); the relevance of position ``i`` for item ``r`` is
-``score(r | h) - score(r | h without position i)``. A position whose removal raises the score has negative
-relevance and no weight. Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014,
-applied to history items.
+Model-agnostic: it needs only ``score_indices``; a model's ``score_candidates`` is used when it has one (every
+``Recommender`` has it: by default the candidates' columns of ``score_indices``; DIN scores the candidates
+alone). For a history of ``n`` read items (the last ``max_seq_len`` for a windowed model), the full history and
+the ``n`` histories with one position removed are scored together (one batched call, chunked for large
+catalogues); the relevance of position ``i`` for item ``r`` is ``score(r | h) - score(r | h without position
+i)``. A position whose removal raises the score has negative relevance and no weight. Zeiler & Fergus,
+"Visualizing and Understanding Convolutional Networks", ECCV 2014, applied to history items.
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from attnrec.base import catalogue_columns
 from attnrec.explain.base import PositionExplainer, read_part
-
-SCORE_CELLS = 1 << 24
-"""Most score cells (histories x items) one ``score_indices`` call of occlusion may return (64 MiB)."""
 
 
 def occlusion_drops(model: Any, history: np.ndarray, items: np.ndarray, *, user_idx: int = 0) -> np.ndarray:
@@ -36,14 +35,7 @@ def occlusion_drops(model: Any, history: np.ndarray, items: np.ndarray, *, user_
     if n == 0 or len(items) == 0:
         return np.zeros((len(items), n))
     keep = ~np.eye(n, dtype=bool)
-    histories = [read, *(read[keep[i]] for i in range(n))]
-    width = max(1, int(getattr(model, "num_items", 0)) + 1)
-    chunk = max(1, SCORE_CELLS // width)
-    picked = np.empty((n + 1, len(items)), dtype=np.float64)
-    for start in range(0, n + 1, chunk):
-        part = histories[start : start + chunk]
-        scores = model.score_indices(np.full(len(part), user_idx, dtype=np.int64), part)
-        picked[start : start + len(part)] = scores[:, items]
+    picked = _scores_of(model, [read, *(read[keep[i]] for i in range(n))], items, user_idx)
     return (picked[0][None, :] - picked[1:]).T
 
 
@@ -61,16 +53,11 @@ class OcclusionExplainer(PositionExplainer):
 
 
 def _scores_of(model: Any, histories: list[np.ndarray], items: np.ndarray, user_idx: int) -> np.ndarray:
-    """``(len(histories), len(items))`` scores, in chunks of at most :data:`SCORE_CELLS` cells."""
-    width = max(1, int(getattr(model, "num_items", 0)) + 1)
-    chunk = max(1, SCORE_CELLS // width)
-    out = np.empty((len(histories), len(items)), dtype=np.float64)
-    for start in range(0, len(histories), chunk):
-        part = histories[start : start + chunk]
-        out[start : start + len(part)] = model.score_indices(np.full(len(part), user_idx, dtype=np.int64), part)[
-            :, items
-        ]
-    return out
+    """``(len(histories), len(items))`` scores of ``items`` after each history (``score_candidates``)."""
+    users = np.full(len(histories), user_idx, dtype=np.int64)
+    if hasattr(model, "score_candidates"):  # every Recommender; DIN's scores the candidates alone
+        return np.asarray(model.score_candidates(users, histories, items), dtype=np.float64)
+    return catalogue_columns(model, users, histories, items)
 
 
 def occlusion_search(

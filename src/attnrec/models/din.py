@@ -296,6 +296,23 @@ class DIN(FeatureTablesState, NeuralRecommender):
         out[:, 0] = -np.inf
         return out
 
+    def score_candidates(self, user_idx: np.ndarray, histories: Sequence[np.ndarray], items: np.ndarray) -> np.ndarray:
+        """Probabilities of the same candidate ``items`` after each history, each candidate scored against the
+        history alone (no catalogue row): what the occlusion explanations score, one shortened history per row."""
+        assert self.config.max_seq_len is not None
+        items = np.asarray(items, dtype=np.int64)
+        out = np.empty((len(histories), len(items)), dtype=np.float64)
+        if len(histories) == 0 or len(items) == 0:
+            return out
+        users = np.asarray(user_idx, dtype=np.int64)
+        bs = max(1, self.config.eval_batch_size)
+        for start in range(0, len(histories), bs):
+            part = list(histories[start : start + bs])
+            hist = padded(part, self.config.max_seq_len)
+            probs, _ = self._forward(users[start : start + len(part)], hist, np.tile(items, (len(part), 1)))
+            out[start : start + len(part)] = self.numpy(probs)
+        return out
+
     def score_pairs(
         self,
         user_idx: np.ndarray,

@@ -229,6 +229,20 @@ class RecommenderConformance:
             alone, _ = model.scores_with_fallback(users[row : row + 1], [hists[row]])
             np.testing.assert_allclose(alone[0][finite[row]], together[row][finite[row]], rtol=1e-4, atol=1e-5)
 
+    def test_score_candidates_are_the_catalogue_columns(self, fitted: tuple[Recommender, Interactions]) -> None:
+        """``score_candidates`` (what occlusion explanations score) gives the candidates' columns of
+        ``score_indices`` for every history, shortened ones included, in any order of candidates."""
+        model, data = fitted
+        users = np.arange(1, min(data.num_users, 6) + 1, dtype=np.int64)
+        hists = [model.history(int(u)) for u in users]
+        hists += [h[: max(1, len(h) // 2)] for h in hists]  # shortened histories, as occlusion removes items
+        users = np.concatenate([users, users])
+        items = np.asarray([data.num_items, 1, 3, 2], dtype=np.int64)
+        got = model.score_candidates(users, hists, items)
+        assert got.shape == (len(hists), len(items))
+        want = model.score_indices(users, hists)[:, items].astype(np.float64)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
     def test_a_new_event_changes_the_scores_of_a_history_model(self, fitted: tuple[Recommender, Interactions]) -> None:
         """Models that use histories answer a changed history differently; the others ignore it."""
         model, data = fitted
