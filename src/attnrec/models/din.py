@@ -156,7 +156,11 @@ class DINNet(nn.Module):
         return torch.cat(parts, -1)
 
     def activation(self, h: Tensor, c: Tensor) -> Tensor:
-        """Activation-unit logits: ``h`` ``(B, L, W)`` history, ``c`` ``(B, T, W)`` candidates -> ``(B, T, L)``."""
+        """Activation-unit logits: ``h`` ``(B, L, W)`` history, ``c`` ``(B, T, W)`` candidates -> ``(B, T, L)``.
+
+        The first layer on ``[h, c, h - c, h * c]`` is computed as ``(W1 + W3) h + (W2 - W3) c + W4 (h * c) + b``,
+        the last term as one batched matmul ``h (W4 * c)^T`` (no ``(B, T, L, W)`` tensor); the ``(B, L, T, K)``
+        result keeps the matmul's layout, so the next layers act on its last axis without copies."""
         w = self.item_width
         weight = self.att_in.weight  # (K, 4W) over [h, c, h - c, h * c]
         w_h = weight[:, :w] + weight[:, 2 * w : 3 * w]
@@ -164,13 +168,12 @@ class DINNet(nn.Module):
         w_p = weight[:, 3 * w :]
         b, t, _ = c.shape
         k = weight.shape[0]
-        # W_p (h * c) = (W_p * c) h: one batched matmul, no (B, T, L, W) tensor
         wc = (c.unsqueeze(2) * w_p).reshape(b, t * k, w)  # (B, T*K, W)
-        z = torch.matmul(h, wc.transpose(1, 2)).reshape(b, h.shape[1], t, k).transpose(1, 2)  # (B, T, L, K)
-        z = z + F.linear(h, w_h).unsqueeze(1) + F.linear(c, w_c, self.att_in.bias).unsqueeze(2)
+        z = torch.bmm(h, wc.transpose(1, 2)).view(b, h.shape[1], t, k)  # (B, L, T, K)
+        z = z + F.linear(h, w_h).unsqueeze(2) + F.linear(c, w_c, self.att_in.bias).unsqueeze(1)
         for layer in self.att_rest:
             z = layer(torch.sigmoid(z))
-        return z.squeeze(-1)
+        return z.squeeze(-1).transpose(1, 2)
 
     def forward(self, user: Tensor, history: Tensor, candidates: Tensor) -> tuple[Tensor, Tensor]:
         """``user`` ``(B,)``, ``history`` ``(B, L)`` (0 = padding), ``candidates`` ``(B, T)`` -> ``(logits (B, T),
