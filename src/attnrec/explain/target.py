@@ -2,7 +2,8 @@
 
 * ``target-attention``: a model with ``target_attention(history, items) -> (len(items), n)`` (NAIS; DIN's
   activation unit has the same shape) weighs each history item separately for every candidate, so the
-  explanation of each recommended item is its own attention over the past items.
+  explanation of each recommended item is its own attention over the past items (faithful for NAIS; DIN's
+  weights are not, and DIN explains by ``occlusion-search``).
 * ``contribution``: a model whose score is a sum of one term per history item (NAIS:
   ``b_i + sum_j a_ij p_j . q_i``) gives the terms with ``target_contributions(history, items) -> (len(items), n)``;
   the explanation of each recommended item is the history items with the largest positive terms (an item whose

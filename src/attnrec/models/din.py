@@ -195,9 +195,11 @@ class DIN(FeatureTablesState, NeuralRecommender):
     """DIN click model: target attention over the user's positive history, conditioned on the candidate.
 
     Task ``ctr`` (trained on labelled impressions; probabilities), ``uses_history`` (an anonymous history is
-    personalised). Ranks the whole catalogue too (:meth:`score_indices`, chunked). Explanations:
-    :meth:`target_attention` (method ``"target-attention"``, the default), the activation weight of each history
-    item for each candidate.
+    personalised). Ranks the whole catalogue too (:meth:`score_indices`, chunked). Explanations: method
+    ``"occlusion-search"`` (the default), the history items whose joint removal lowers the candidate's click
+    probability most, each shortened history scored against the explained items alone
+    (:meth:`score_candidates`); :meth:`target_attention` (method ``"target-attention"``) gives the activation
+    weights, which on real data say little about the prediction (``docs/models/din.md``).
     """
 
     name = "din"
@@ -207,7 +209,7 @@ class DIN(FeatureTablesState, NeuralRecommender):
     predicts_probabilities = True
     uses_history = True
     supports_explain = True
-    explain_method = "target-attention"
+    explain_method = "occlusion-search"
     validation_metric = "auc"
     config: DINConfig
     net_: DINNet | None  # type: ignore[assignment]

@@ -57,7 +57,8 @@ class ServeSettings(BaseModel):
         "auto",
         description="How explain=true explanations are made (a method of attnrec.explain: occlusion, "
         "occlusion-search, rollout, rollout-grad, attention, target-attention, attributes, ...); 'auto' = the "
-        "model's own method when it has one (NAIS's attention, the content model's attributes), else 'occlusion' "
+        "model's own method when it has one (DIN's occlusion-search, NAIS's contribution, the content model's "
+        "attributes), else 'occlusion' "
         "(one batched scoring of the history without each of its items); None = the model's default "
         "(occlusion-search for the transformers: several times slower).",
     )
