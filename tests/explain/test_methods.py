@@ -134,6 +134,39 @@ class LastItem(Additive):
         return out.astype(np.float32)
 
 
+class ByUser(Additive):
+    """Scores that depend on who asks (as DIN's with user features): ``score(r | h, u) = sum_i W_u[h_i, r]``."""
+
+    def __init__(self, per_user: dict[int, np.ndarray]) -> None:
+        super().__init__(per_user[0])
+        self.per_user = per_user
+
+    def score_indices(self, user_idx: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        out = np.stack(
+            [self.per_user[int(u)][np.asarray(h, dtype=np.int64)].sum(axis=0) for u, h in zip(user_idx, histories)]
+        ).astype(np.float32)
+        out[:, 0] = -np.inf
+        return out
+
+
+@pytest.mark.parametrize("method", ["occlusion", "occlusion-search"])
+def test_occlusion_explains_the_score_of_the_user_who_asks(method: str) -> None:
+    """The same history explains differently for two users when the model scores them differently: the
+    occlusions perturb the history of *that* user (``user=``), not of an anonymous one."""
+    model = ByUser(
+        {
+            0: planted_weights(causes={7: 3.0}),
+            1: planted_weights(causes={2: 3.0}),
+            2: planted_weights(causes={5: 3.0}),
+        }
+    )
+    history = np.array([2, 7, 5, 8, 9])
+    got = {u: explain(model, history, np.array([12]), top=1, method=method, user=u)[0] for u in (0, 1, 2)}
+    assert {u: e.attributions[0].index for u, e in got.items()} == {0: 7, 1: 2, 2: 5}
+    report = faithfulness(model, [history, history], user_idx=np.array([1, 2]), removed=1, method=method)
+    assert report.beats_both == 1.0  # the removed item is the user's own cause
+
+
 def test_occlusion_search_finds_items_that_matter_only_together() -> None:
     w = np.zeros((13, 13))
     w[[4, 5], 12] = 3.0  # either of the two newest items predicts 12

@@ -108,9 +108,11 @@ class Explainer(Protocol):
         """Whether ``model`` offers what this method needs."""
         ...
 
-    def explain(self, model: Any, history: np.ndarray, items: np.ndarray, top: int) -> list[Explanation]:
+    def explain(
+        self, model: Any, history: np.ndarray, items: np.ndarray, top: int, *, user: int = 0
+    ) -> list[Explanation]:
         """One explanation per item of ``items`` (item indices) recommended after ``history`` (item indices,
-        oldest first), each with at most ``top`` attributions."""
+        oldest first) to ``user`` (its index; 0: anonymous), each with at most ``top`` attributions."""
         ...
 
 
@@ -151,25 +153,31 @@ class PositionExplainer(ABC):
         """Whether ``model`` offers what this method needs."""
 
     @abstractmethod
-    def relevance(self, model: Any, history: np.ndarray, items: np.ndarray, *, top: int | None = None) -> np.ndarray:
+    def relevance(
+        self, model: Any, history: np.ndarray, items: np.ndarray, *, top: int | None = None, user: int = 0
+    ) -> np.ndarray:
         """``(len(items), n)`` relevance of each of the ``n`` positions of ``read_part(model, history)`` (oldest
         first) for each item: larger means the position drove the item more; any real value or ``-inf`` (not
-        chosen). ``top``: how many positions the caller will use (a method may rank only that many)."""
+        chosen). ``top``: how many positions the caller will use (a method may rank only that many). ``user``:
+        the user's index (0: anonymous), for models whose scores depend on who asks (DIN's user features); a
+        method that perturbs the history scores it for that user."""
 
     def position_weights(
-        self, model: Any, history: np.ndarray, items: np.ndarray, *, top: int | None = None
+        self, model: Any, history: np.ndarray, items: np.ndarray, *, top: int | None = None, user: int = 0
     ) -> np.ndarray:
         """``(len(items), n)`` non-negative weights over the read positions; rows sum to 1 (or are all 0 when
         no position has a positive relevance)."""
-        return normalised_positive(self.relevance(model, history, items, top=top))
+        return normalised_positive(self.relevance(model, history, items, top=top, user=user))
 
-    def explain(self, model: Any, history: np.ndarray, items: np.ndarray, top: int) -> list[Explanation]:
+    def explain(
+        self, model: Any, history: np.ndarray, items: np.ndarray, top: int, *, user: int = 0
+    ) -> list[Explanation]:
         history = np.asarray(history, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
         read = read_part(model, history)
         if len(read) == 0 or len(items) == 0:
             return [Explanation(int(i), self.name, ()) for i in items.tolist()]
-        weights = self.position_weights(model, read, items, top=top)
+        weights = self.position_weights(model, read, items, top=top, user=user)
         offset = len(history) - len(read)  # positions are reported in the caller's full history
         out = []
         for item, row in zip(items.tolist(), weights, strict=True):

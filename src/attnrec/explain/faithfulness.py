@@ -123,7 +123,7 @@ def faithfulness(
     recent: list[np.ndarray] = []
     same_recent = np.zeros(len(usable), dtype=bool)
     for row, (h, r) in enumerate(zip(usable, top.tolist(), strict=True)):
-        relevance = explainer.relevance(model, h, np.asarray([r]), top=removed)[0]
+        relevance = explainer.relevance(model, h, np.asarray([r]), top=removed, user=int(users[row]))[0]
         order = np.argsort(-relevance, kind="stable")[:removed]
         n = len(h)
         same_recent[row] = set(order.tolist()) == set(range(n - removed, n))

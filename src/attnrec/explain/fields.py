@@ -28,7 +28,9 @@ class FieldAttentionExplainer(PositionExplainer):
     def applies_to(self, model: Any) -> bool:
         return callable(getattr(model, "field_attention", None))
 
-    def relevance(self, model: Any, history: np.ndarray, items: np.ndarray, *, top: int | None = None) -> np.ndarray:
+    def relevance(
+        self, model: Any, history: np.ndarray, items: np.ndarray, *, top: int | None = None, user: int = 0
+    ) -> np.ndarray:
         return np.zeros((len(items), len(read_part(model, history))))
 
     def explain(

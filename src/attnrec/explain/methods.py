@@ -22,7 +22,6 @@ the 3 most recent items for far more users than any attention-based method (``do
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -143,8 +142,9 @@ def explain(
         items: item indices of the recommended items.
         top: most attributions per explanation (``>= 1``).
         method: a name of :data:`METHODS` the model supports; None: :func:`default_method`.
-        user: the user's index, for methods whose explanation depends on who asks (``field-attention``: the
-            user's id and feature fields); None or 0: an unknown user. Other methods ignore it.
+        user: the user's index, for explanations that depend on who asks (``field-attention``: the user's id
+            and feature fields; the occlusions score the shortened histories for this user, which matters for a
+            model with user features such as DIN); None or 0: an unknown user. Other methods ignore it.
 
     Returns:
         One :class:`Explanation` per item, in the order of ``items``; attributions largest first, only positive
@@ -158,9 +158,7 @@ def explain(
         raise ConfigError(f"the 'top' parameter of explain must be an int >= 1; got {top!r}")
     explainer = get_explainer(model, method)
     hist, its = np.asarray(history, dtype=np.int64), np.asarray(items, dtype=np.int64)
-    if user and "user" in inspect.signature(explainer.explain).parameters:
-        return explainer.explain(model, hist, its, int(top), user=int(user))  # type: ignore[call-arg]
-    return explainer.explain(model, hist, its, int(top))
+    return explainer.explain(model, hist, its, int(top), user=int(user or 0))
 
 
 def explain_history(

@@ -48,8 +48,10 @@ class OcclusionExplainer(PositionExplainer):
     def applies_to(self, model: Any) -> bool:
         return bool(getattr(model, "uses_history", False))
 
-    def relevance(self, model: Any, history: np.ndarray, items: np.ndarray, *, top: int | None = None) -> np.ndarray:
-        return occlusion_drops(model, history, items)
+    def relevance(
+        self, model: Any, history: np.ndarray, items: np.ndarray, *, top: int | None = None, user: int = 0
+    ) -> np.ndarray:
+        return occlusion_drops(model, history, items, user_idx=user)
 
 
 def _scores_of(model: Any, histories: list[np.ndarray], items: np.ndarray, user_idx: int) -> np.ndarray:
@@ -224,11 +226,13 @@ class OcclusionSearchExplainer(PositionExplainer):
     def applies_to(self, model: Any) -> bool:
         return bool(getattr(model, "uses_history", False))
 
-    def relevance(self, model: Any, history: np.ndarray, items: np.ndarray, *, top: int | None = None) -> np.ndarray:
+    def relevance(
+        self, model: Any, history: np.ndarray, items: np.ndarray, *, top: int | None = None, user: int = 0
+    ) -> np.ndarray:
         read = read_part(model, history)
         items = np.asarray(items, dtype=np.int64)
         out = np.full((len(items), len(read)), -np.inf)
-        singles = occlusion_drops(model, read, items)  # the first step of every item in one batched call
+        singles = occlusion_drops(model, read, items, user_idx=user)  # every item's first step, one call
         for row, item in enumerate(items.tolist()):
             positions, marginal = occlusion_search(
                 model,
@@ -239,6 +243,7 @@ class OcclusionSearchExplainer(PositionExplainer):
                 pool=self.pool,
                 single=singles[row],
                 swap_rounds=self.swap_rounds,
+                user_idx=user,
             )
             # the greedy order is the explanation's ranking: a later removal never outweighs an earlier one
             out[row, positions] = np.minimum.accumulate(marginal) if len(marginal) else marginal

@@ -65,14 +65,16 @@ def explanation_heatmap(
     if user is not None:
         if user not in model.users_:
             raise ConfigError(f"unknown user {user!r} (not in the run's training data); use --history instead")
-        hist = model.history(model.users_.index(user))
+        uidx = model.users_.index(user)
+        hist = model.history(uidx)
         who = f"user {user}"
     else:
+        uidx = 0
         hist = model.items_.indices(history or [], unknown="drop")
         who = "history"
     if len(hist) == 0:
         raise ConfigError("the history is empty (or none of its items is known): nothing to explain")
-    recs = model.recommend_indices(np.asarray([0]), [hist], k=k)
+    recs = model.recommend_indices(np.asarray([uidx]), [hist], k=k)  # the user's own list (user features count)
     items = recs.item_idx[0][recs.item_idx[0] > 0]
     if len(items) == 0:
         raise ConfigError(f"{who} has already seen every item of the model: nothing left to recommend and explain")
@@ -81,7 +83,7 @@ def explanation_heatmap(
     top_panel, top_labels = _attention_rows(model, clipped, n_show)
     usable = methods_for(model)
     method = "occlusion" if "occlusion" in usable else default_method(model)  # a weight for every position
-    weights = get_explainer(model, method).position_weights(model, clipped, items)[:, -n_show:]
+    weights = get_explainer(model, method).position_weights(model, clipped, items, user=uidx)[:, -n_show:]
     cols = [_label(model, i, features) for i in clipped[-n_show:]]
     rows = [_label(model, i, features) for i in items]
 

@@ -25,7 +25,9 @@ class AttentionWeightsExplainer(PositionExplainer):
     def applies_to(self, model: Any) -> bool:
         return callable(getattr(model, "attention_weights", None))
 
-    def relevance(self, model: Any, history: np.ndarray, items: np.ndarray, *, top: int | None = None) -> np.ndarray:
+    def relevance(
+        self, model: Any, history: np.ndarray, items: np.ndarray, *, top: int | None = None, user: int = 0
+    ) -> np.ndarray:
         read = read_part(model, history)
         weights = np.asarray(model.attention_weights([read])[0], dtype=np.float64).reshape(-1)
         if len(weights) > len(read):

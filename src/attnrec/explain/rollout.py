@@ -174,7 +174,9 @@ class RolloutExplainer(PositionExplainer):
     def applies_to(self, model: Any) -> bool:
         return callable(getattr(model, "attention_maps", None))
 
-    def relevance(self, model: Any, history: np.ndarray, items: np.ndarray, *, top: int | None = None) -> np.ndarray:
+    def relevance(
+        self, model: Any, history: np.ndarray, items: np.ndarray, *, top: int | None = None, user: int = 0
+    ) -> np.ndarray:
         base = last_position_weights(model, [history])[0]
         return np.repeat(base[None, :], len(items), axis=0)
 
@@ -192,7 +194,9 @@ class RolloutGradExplainer(RolloutExplainer):
             return True
         return callable(getattr(model, "_net", None)) and callable(getattr(model, "_padded", None))
 
-    def relevance(self, model: Any, history: np.ndarray, items: np.ndarray, *, top: int | None = None) -> np.ndarray:
+    def relevance(
+        self, model: Any, history: np.ndarray, items: np.ndarray, *, top: int | None = None, user: int = 0
+    ) -> np.ndarray:
         base = last_position_weights(model, [history])[0]
         weights = base[None, :] * gradient_relevance(model, history, items)
         totals = weights.sum(axis=1, keepdims=True)

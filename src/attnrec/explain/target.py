@@ -48,7 +48,9 @@ class _ModelWeightsExplainer(PositionExplainer):
     def applies_to(self, model: Any) -> bool:
         return callable(getattr(model, self.applies_hook or self.hook, None))
 
-    def relevance(self, model: Any, history: np.ndarray, items: np.ndarray, *, top: int | None = None) -> np.ndarray:
+    def relevance(
+        self, model: Any, history: np.ndarray, items: np.ndarray, *, top: int | None = None, user: int = 0
+    ) -> np.ndarray:
         read = read_part(model, history)
         weights = getattr(model, self.hook)(read, np.asarray(items, dtype=np.int64))
         return _right_aligned(model, weights, len(read), self.hook)
@@ -76,7 +78,9 @@ class AttributeExplainer(_ModelWeightsExplainer):
     hook = "history_contributions"
     applies_hook = "attribute_contributions"
 
-    def explain(self, model: Any, history: np.ndarray, items: np.ndarray, top: int) -> list[Explanation]:
+    def explain(
+        self, model: Any, history: np.ndarray, items: np.ndarray, top: int, *, user: int = 0
+    ) -> list[Explanation]:
         history = np.asarray(history, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
         if len(history) == 0 or len(items) == 0:

@@ -791,6 +791,7 @@ def install_web(app: FastAPI, service: RecommendationService) -> None:
                 # the top item of the page's own list (``k`` as on the page: the list cache answers it)
                 rec = state.service.recommend_users(loaded, [user_id], _k(request), False)[0]
                 top = items.get(rec.items[0].item_id) if len(hist) and rec.items and rec.fallback is None else None
+                uidx = loaded.model.users_.get(user_id) if loaded.model.users_ is not None else 0
             else:
                 hist = items.indices(_history_param(request), unknown="drop")
                 who = "this session"
@@ -798,7 +799,8 @@ def install_web(app: FastAPI, service: RecommendationService) -> None:
                 if len(hist):
                     recs = loaded.model.recommend_indices(np.zeros(1, dtype=np.int64), [hist], k=1, exclude_seen=True)
                     top = int(recs.item_idx[0, 0]) if recs.item_idx.shape[1] and not recs.fallback[0] else None
-            grid = attention_grid(loaded, hist, top)
+                uidx = 0
+            grid = attention_grid(loaded, hist, top, user_idx=uidx)
         pages = state.pages.get(loaded)
         top_label = pages.card(str(items.id(top))).label if top else None
         body = state.env.get_template("attention.svg").render(

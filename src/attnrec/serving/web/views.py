@@ -192,13 +192,13 @@ class AttentionGrid:
 
 
 def attention_grid(
-    loaded: LoadedModel, history: np.ndarray, top_item: int | None, last: int = ATTENTION_LAST
+    loaded: LoadedModel, history: np.ndarray, top_item: int | None, last: int = ATTENTION_LAST, user_idx: int = 0
 ) -> AttentionGrid:
     """The attention picture of ``attnrec explain`` for one history: the query's attention per layer (heads
     averaged) and rolled out, or a recurrent model's attention weights, over the ``last`` most recent items the
     model reads; plus one row for ``top_item`` (item index): the weight of each history item for that item by
     ``rollout-grad`` (attention rollout weighted by the gradient of the item's score), else ``occlusion``, else the
-    model's default method.
+    model's default method, computed for the user ``user_idx`` (0: anonymous).
     """
     from attnrec.explain.base import read_part
     from attnrec.explain.methods import default_method, get_explainer, methods_for
@@ -234,7 +234,8 @@ def attention_grid(
         # rollout-grad (one forward and backward pass) where it applies: occlusion would score the history once
         # per position (200 rescorings for a full SASRec window, ~300 ms on a busy 2-core machine)
         method = next((m for m in ("rollout-grad", "occlusion") if m in usable), None) or default_method(model)
-        weights = get_explainer(model, method).position_weights(model, clipped, np.asarray([top_item]))[0, -n:]
+        explainer = get_explainer(model, method)
+        weights = explainer.position_weights(model, clipped, np.asarray([top_item]), user=user_idx)[0, -n:]
         rows.append(np.asarray(weights, dtype=np.float64))
         labels.append(f"top item ({method})")
     if not rows:
