@@ -288,34 +288,34 @@ class DIN(FeatureTablesState, NeuralRecommender):
         return torch.sigmoid(torch.cat([p[0] for p in parts], 1)), torch.cat([p[1] for p in parts], 1)
 
     def score_indices(self, user_idx: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
-        assert self.config.max_seq_len is not None
-        out = np.zeros((len(histories), self.num_items + 1), dtype=np.float32)
-        every = np.arange(self.num_items + 1, dtype=np.int64)
-        bs = max(1, self.config.eval_batch_size // 16)
-        for start in range(0, len(histories), bs):
-            part = list(histories[start : start + bs])
-            hist = padded(part, self.config.max_seq_len)
-            users = np.asarray(user_idx[start : start + bs], dtype=np.int64)
-            probs, _ = self._forward(users, hist, np.tile(every, (len(part), 1)))
-            out[start : start + len(part)] = self.numpy(probs)
+        out = self._score_rows(user_idx, histories, np.arange(self.num_items + 1, dtype=np.int64), 16)
         out[:, 0] = -np.inf
-        return out
+        return out.astype(np.float32)
 
     def score_candidates(self, user_idx: np.ndarray, histories: Sequence[np.ndarray], items: np.ndarray) -> np.ndarray:
         """Probabilities of the same candidate ``items`` after each history, each candidate scored against the
         history alone (no catalogue row): what the occlusion explanations score, one shortened history per row."""
+        return self._score_rows(user_idx, histories, np.asarray(items, dtype=np.int64), 1)
+
+    def _score_rows(
+        self, user_idx: np.ndarray, histories: Sequence[np.ndarray], items: np.ndarray, per_batch: int
+    ) -> np.ndarray:
+        """``(len(histories), len(items))`` float64 probabilities, ``eval_batch_size // per_batch`` histories at a
+        time, in order of history length (a batch is padded to its longest history, so similar lengths waste
+        little of the activation unit's work)."""
         assert self.config.max_seq_len is not None
-        items = np.asarray(items, dtype=np.int64)
         out = np.empty((len(histories), len(items)), dtype=np.float64)
         if len(histories) == 0 or len(items) == 0:
             return out
         users = np.asarray(user_idx, dtype=np.int64)
-        bs = max(1, self.config.eval_batch_size)
-        for start in range(0, len(histories), bs):
-            part = list(histories[start : start + bs])
-            hist = padded(part, self.config.max_seq_len)
-            probs, _ = self._forward(users[start : start + len(part)], hist, np.tile(items, (len(part), 1)))
-            out[start : start + len(part)] = self.numpy(probs)
+        lengths = np.asarray([min(len(h), self.config.max_seq_len) for h in histories])
+        order = np.argsort(lengths, kind="stable")
+        bs = max(1, self.config.eval_batch_size // per_batch)
+        for start in range(0, len(order), bs):
+            rows = order[start : start + bs]
+            hist = padded([histories[r] for r in rows.tolist()], self.config.max_seq_len)
+            probs, _ = self._forward(users[rows], hist, np.tile(items, (len(rows), 1)))
+            out[rows] = self.numpy(probs)
         return out
 
     def score_pairs(
