@@ -142,9 +142,11 @@ class ByUser(Additive):
         self.per_user = per_user
 
     def score_indices(self, user_idx: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
-        out = np.stack(
-            [self.per_user[int(u)][np.asarray(h, dtype=np.int64)].sum(axis=0) for u, h in zip(user_idx, histories)]
-        ).astype(np.float32)
+        rows = [
+            self.per_user[int(u)][np.asarray(h, dtype=np.int64)].sum(axis=0)
+            for u, h in zip(user_idx, histories, strict=True)
+        ]
+        out = np.stack(rows).astype(np.float32)
         out[:, 0] = -np.inf
         return out
 
