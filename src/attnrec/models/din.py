@@ -42,6 +42,7 @@ from attnrec.models._ctr import (
     padded,
     pair_histories,
 )
+from attnrec.nn.activations import Dice, PReLU
 from attnrec.training.neural import NeuralRecommender
 from attnrec.training.search_space import Choice, FloatRange, SearchSpace
 from attnrec.training.trainer import BatchFn, LossFn, TrainerConfig, ValidateFn
@@ -80,26 +81,6 @@ class DINConfig(ClickConfig):
         "weight_decay": FloatRange(1e-6, 1e-2, log=True),
     }
     """What `attnrec tune` searches."""
-
-
-class Dice(nn.Module):
-    """Dice (the paper's eq. 6): ``p(s) s + (1 - p(s)) alpha s`` with ``p = sigmoid(BN(s))`` over the last axis."""
-
-    def __init__(self, width: int) -> None:
-        super().__init__()
-        self.norm = nn.BatchNorm1d(width, affine=False, eps=1e-8)
-        self.alpha = nn.Parameter(torch.zeros(width))
-
-    def forward(self, x: Tensor) -> Tensor:
-        p = torch.sigmoid(self.norm(x.reshape(-1, x.shape[-1])).reshape(x.shape))
-        return p * x + (1.0 - p) * self.alpha * x
-
-
-class PReLU(nn.PReLU):
-    """PReLU with one slope per channel of the last axis (torch's own reads channels from axis 1)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
 
 
 class DINNet(nn.Module):
