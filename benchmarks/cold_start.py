@@ -19,6 +19,11 @@ it, so a rerun computes only what is missing; ``--update-docs`` rewrites the ``<
 section of a Markdown file with the command, the CPU and the table (``make bench-docs`` runs it that way).
 ``--report-only`` computes nothing: the table holds the cached results, and the section names the missing ones
 (the partial results of a long run, like ``attnrec benchmark --report-only``).
+
+Progress goes to stderr: one line per epoch of a neural fit (its history row) and a line at most every
+``--progress-every`` seconds inside an epoch. With ``--cache``, neural fits write per-epoch checkpoints under
+``DIR/checkpoints/`` (named by the result's key, so changed settings start afresh); a killed run started again
+continues each unfinished fit from its last epoch.
 """
 
 from __future__ import annotations
@@ -132,6 +137,31 @@ def table(results: list[dict[str, Any]], k: int) -> str:
     return "\n".join(lines)
 
 
+class Progress:
+    """Progress lines on stderr for one fit: each epoch's history row, and the in-epoch progress at most every
+    ``every`` seconds (a DIN epoch on ML-1M takes many minutes at 1 thread)."""
+
+    def __init__(self, label: str, every: float) -> None:
+        self.label = label
+        self.every = every
+        self.start = time.perf_counter()
+        self.last = self.start
+
+    def _line(self, text: str) -> None:
+        print(f"# {time.perf_counter() - self.start:8.0f} s  {self.label}: {text}", file=sys.stderr, flush=True)
+
+    def progress(self, description: str, completed: float, total: float | None) -> None:
+        now = time.perf_counter()
+        if now - self.last >= self.every:
+            self.last = now
+            self._line(f"{description} {completed:g}" + (f"/{total:g}" if total else ""))
+
+    def log(self, row: dict[str, Any]) -> None:
+        self.last = time.perf_counter()
+        shown = {k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}
+        self._line(json.dumps(shown))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["ml-100k"], choices=sorted(DATASETS))
@@ -148,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--update-docs", type=Path, help="Markdown file whose section receives the table")
     parser.add_argument("--section", default="cold-start", help="section of --update-docs")
     parser.add_argument("--report-only", action="store_true", help="compute nothing: report the cached results")
+    parser.add_argument("--progress-every", type=float, default=60.0, help="seconds between in-epoch progress lines")
     args = parser.parse_args(argv)
     # --threads for the whole script: the cold-item rankings after each fit too, not only the training loop
     torch.set_num_threads(args.threads)
@@ -186,8 +217,22 @@ def main(argv: list[str] | None = None) -> int:
                 model = create_model(model_name, model_params)
                 model.set_features(items=items, users=users)
                 start = time.perf_counter()
+                label = f"{name} cold items {model_name} seed {seed}"
+                progress = Progress(label, args.progress_every)
+                folder = f"{name}-{model_name}-s{seed}-{key[:12]}"
+                checkpoints = None if args.cache is None else args.cache / "checkpoints" / folder
+                options = TrainingOptions(
+                    seed=seed,
+                    threads=args.threads,
+                    device=args.device,
+                    progress=progress.progress,
+                    log=progress.log,
+                    checkpoint_dir=checkpoints,
+                    resume=checkpoints is not None,
+                )
+                print(f"# {label}: fitting", file=sys.stderr, flush=True)
                 try:
-                    model.fit(split.train, options=TrainingOptions(seed=seed, threads=args.threads, device=args.device))
+                    model.fit(split.train, options=options)
                 except AttnRecError as exc:
                     print(f"# {name} seed {seed} {model_name}: {exc}", file=sys.stderr)
                     continue

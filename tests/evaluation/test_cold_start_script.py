@@ -76,3 +76,75 @@ def test_report_only_reports_cached_rows_and_names_missing_ones(
     assert "Not computed yet (2 results" in text
     assert "tiny cold items popularity seed 0; tiny cold users seed 0." in text
     assert "--report-only" not in text and "--models content popularity" in text
+
+
+def _tiny_movielens(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A small ML-100K-shaped log (``u.data``), genres (``u.item``) and demographics (``u.user``)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    lines = []
+    for u in range(1, 41):
+        for t, i in enumerate(rng.choice(np.arange(1, 61), 12, replace=False).tolist()):
+            lines.append(f"{u}\t{i}\t{int(rng.integers(1, 6))}\t{880000000 + 100 * u + t}")
+    log = tmp_path / "u.data"
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    items = tmp_path / "u.item"
+    items.write_text(
+        "".join(
+            f"{i}|Movie {i} ({1990 + i % 7})|01-Jan-{1990 + i % 7}||http://x|"
+            + "|".join("1" if g == i % 5 else "0" for g in range(19))
+            + "\n"
+            for i in range(1, 61)
+        ),
+        encoding="latin-1",
+    )
+    users = tmp_path / "u.user"
+    users.write_text(
+        "".join(f"{u}|{20 + u}|{'MF'[u % 2]}|job{u % 4}|{10000 + u}\n" for u in range(1, 41)), encoding="utf-8"
+    )
+    return log, items, users
+
+
+def test_neural_fit_reports_each_epoch_and_a_killed_run_resumes_from_its_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cold = _script()
+    log, items, users = _tiny_movielens(tmp_path)
+    monkeypatch.setattr(cold, "DATASETS", {"tiny": (log, "udata", items, users)})
+    cache_dir = tmp_path / "cache"
+    common = ["--datasets", "tiny", "--seeds", "0", "--models", "din", "--skip-users", "--threads", "1"]
+    common += ["--cache", str(cache_dir), "--progress-every", "0"]
+
+    # "killed" in epoch 3 of 4: its history row is reported before its checkpoint is written, so the
+    # checkpoint on disk is epoch 2's
+    original = cold.TrainingOptions
+
+    def dying_options(**kwargs: object) -> object:
+        log_row = kwargs["log"]
+
+        def log_then_die(row: dict[str, object]) -> None:
+            log_row(row)  # type: ignore[operator]
+            if row["epoch"] == 3:
+                raise KeyboardInterrupt
+
+        return original(**{**kwargs, "log": log_then_die})  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cold, "TrainingOptions", dying_options)
+    with pytest.raises(KeyboardInterrupt):
+        cold.main([*common, "--set", "din.epochs=4", "--set", "din.patience=10"])
+    first = capsys.readouterr().err
+    assert "tiny cold items din seed 0: fitting" in first
+    epoch_lines = [line for line in first.splitlines() if '"epoch":' in line]
+    assert [line.split('"epoch": ')[1].split(",")[0] for line in epoch_lines] == ["1", "2", "3"]
+    assert "din epoch 1/4 1/" in first  # in-epoch progress lines (every 0 s here)
+    (folder,) = (cache_dir / "checkpoints").iterdir()
+    assert folder.name.startswith("tiny-din-s0-") and (folder / "state.json").is_file()
+    assert not (cache_dir / "tiny-items-din-s0.json").exists()
+
+    monkeypatch.setattr(cold, "TrainingOptions", original)
+    assert cold.main([*common, "--set", "din.epochs=4", "--set", "din.patience=10"]) == 0
+    second = capsys.readouterr().err
+    resumed = [line.split('"epoch": ')[1].split(",")[0] for line in second.splitlines() if '"epoch":' in line]
+    assert resumed == ["3", "4"]  # epochs 1 and 2 came from the checkpoint, not recomputed
+    assert (cache_dir / "tiny-items-din-s0.json").is_file()
