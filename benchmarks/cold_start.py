@@ -15,7 +15,8 @@ Usage (from the project root)::
         [--cache runs/bench/cold-start] [--update-docs docs/benchmarks.md --section cold-start] [--report-only]
 
 ``--cache DIR`` keeps one JSON file per (dataset, protocol, model, seed) result, keyed by everything that decides
-it, so a rerun computes only what is missing; ``--update-docs`` rewrites the ``<!-- benchmark:SECTION -->``
+it (the data files' sha256, the protocol's settings and every hyperparameter of the model, defaults included),
+so a rerun computes only what is missing or changed; ``--update-docs`` rewrites the ``<!-- benchmark:SECTION -->``
 section of a Markdown file with the command, the CPU and the table (``make bench-docs`` runs it that way).
 ``--report-only`` computes nothing: the table holds the cached results, and the section names the missing ones
 (the partial results of a long run, like ``attnrec benchmark --report-only``).
@@ -107,6 +108,13 @@ class Cache:
             tmp = self.folder / f"{name}.json.tmp"
             tmp.write_text(json.dumps({"key": key, "rows": rows}, indent=1), encoding="utf-8")
             tmp.replace(self.folder / f"{name}.json")
+
+
+def item_result_key(digests: list[str], frac: float, k: int, seed: int, model_name: str, params: dict[str, Any]) -> str:
+    """The cache key of one cold-item result: the data, the protocol's settings and every hyperparameter of the
+    model, defaults included (a release that changes a default recomputes the results it touches)."""
+    config = create_model(model_name, params).config.model_dump(mode="json")
+    return Cache.key(data=digests, frac=frac, k=k, seed=seed, model=model_name, config=config)
 
 
 def load_dataset(name: str) -> tuple[Any, Any, Any]:
@@ -202,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             split = None
             for model_name in models:
                 model_params = params.get(model_name, {})
-                key = Cache.key(data=digests, frac=args.frac, k=k, seed=seed, model=model_name, params=model_params)
+                key = item_result_key(digests, args.frac, k, seed, model_name, model_params)
                 cached = cache.get(f"{name}-items-{model_name}-s{seed}", key)
                 if cached is not None:
                     results.extend(cached)

@@ -32,7 +32,7 @@ def test_report_only_reports_cached_rows_and_names_missing_ones(
     monkeypatch.setattr(cold, "DATASETS", {"tiny": (files[0], "udata", files[1], files[2])})
     cache_dir = tmp_path / "cache"
     digests = [cold.file_digest(p) for p in files]
-    key = cold.Cache.key(data=digests, frac=0.1, k=10, seed=0, model="content", params={})
+    key = cold.item_result_key(digests, 0.1, 10, 0, "content", {})
     row = {
         "dataset": "tiny",
         "protocol": "cold items",
@@ -44,7 +44,7 @@ def test_report_only_reports_cached_rows_and_names_missing_ones(
         "seconds": 1.0,
     }
     cold.Cache(cache_dir).put("tiny-items-content-s0", key, [row])
-    stale = cold.Cache.key(data=digests, frac=0.2, k=10, seed=0, model="popularity", params={})
+    stale = cold.item_result_key(digests, 0.2, 10, 0, "popularity", {})
     cold.Cache(cache_dir).put("tiny-items-popularity-s0", stale, [{**row, "answer": "popularity"}])
     docs = tmp_path / "bench.md"
     docs.write_text(
@@ -148,3 +148,15 @@ def test_neural_fit_reports_each_epoch_and_a_killed_run_resumes_from_its_checkpo
     resumed = [line.split('"epoch": ')[1].split(",")[0] for line in second.splitlines() if '"epoch":' in line]
     assert resumed == ["3", "4"]  # epochs 1 and 2 came from the checkpoint, not recomputed
     assert (cache_dir / "tiny-items-din-s0.json").is_file()
+
+
+def test_result_key_covers_every_hyperparameter_defaults_included() -> None:
+    """A cached result stands for the model's whole configuration: spelling out a default gives the same key,
+    and any other value (as a release that changes the default would give) another one."""
+    cold = _script()
+    digests = ["a" * 64]
+    default = cold.item_result_key(digests, 0.1, 10, 0, "autoint", {})
+    dnn = list(cold.create_model("autoint", {}).config.dnn_hidden)
+    assert cold.item_result_key(digests, 0.1, 10, 0, "autoint", {"dnn_hidden": dnn}) == default
+    assert cold.item_result_key(digests, 0.1, 10, 0, "autoint", {"dnn_hidden": []}) != default
+    assert cold.item_result_key(digests, 0.1, 10, 1, "autoint", {}) != default

@@ -14,7 +14,8 @@ import torch
 
 from attnrec.errors import ConfigError
 from attnrec.explain.base import Attribution, ExplainError, Explanation
-from attnrec.explain.faithfulness import faithfulness
+from attnrec.explain.faithfulness import faithfulness, field_faithfulness
+from attnrec.explain.fields import field_relevance
 from attnrec.explain.methods import METHODS, default_method, explain, explain_history, methods_for
 from attnrec.explain.occlusion import occlusion_drops
 from attnrec.explain.rollout import RolloutSpec, attention_rollout, query_weights
@@ -337,3 +338,136 @@ def test_faithfulness_rejects_bad_input() -> None:
         faithfulness(model, oracle_histories(), removed=0)
     with pytest.raises(ValueError, match="longer than removed=3"):
         faithfulness(model, [np.array([1, 2, 3])], removed=3)
+
+
+# ---------------------------------------------------------------- faithfulness of field explanations
+FIELD_NAMES = ["user.a", "user.c", "item.b", "item.d", "item.e"]
+
+
+class FieldModel:
+    """5 fields; user u's score of item 1 loses ``importance[u, f]`` for each dropped field ``f``; its
+    ``field_attention`` gives pair (m, k) the attention ``report[u, m] + report[u, k]``, so the explanation names
+    the fields in the order of ``report``."""
+
+    name = "fields"
+    supports_explain = True
+    field_names = FIELD_NAMES
+
+    def __init__(self, importance: np.ndarray, report: np.ndarray) -> None:
+        self.importance, self.report = importance, report
+
+    def score_indices(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        out = np.zeros((len(users), 3))
+        out[:, 1] = 10.0  # item 1 is everyone's recommendation
+        out[:, 0] = -np.inf
+        return out
+
+    def field_attention(self, user: int, items: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        pair = self.report[user][:, None] + self.report[user][None, :]
+        return np.repeat(pair[None], len(items), axis=0), FIELD_NAMES
+
+    def score_without_fields(self, user: int, items: np.ndarray, dropped: np.ndarray) -> np.ndarray:
+        assert (items == 1).all() and dropped.shape == (len(items), 5)
+        return 10.0 - (dropped * self.importance[user]).sum(axis=1)
+
+
+def test_field_relevance_is_each_fields_share_of_the_pairs() -> None:
+    att = np.zeros((1, 3, 3))
+    att[0, 0, 1] = att[0, 1, 0] = 3.0  # pair (0, 1): share 0.75
+    att[0, 1, 2] = att[0, 2, 1] = 1.0  # pair (1, 2): share 0.25
+    att[0, 0, 0] = 100.0  # self-attention is no interaction
+    np.testing.assert_allclose(field_relevance(att), [[0.375, 0.5, 0.125]])
+
+
+def test_field_faithfulness_rewards_the_fields_that_carry_the_score() -> None:
+    rng = np.random.default_rng(0)
+    importance = rng.random((60, 5))  # each user has its own fields that matter
+    model = FieldModel(importance, importance)
+    report = field_faithfulness(model, np.arange(60), removed=2, method="field-attention", seed=0)
+    assert (report.users, report.fields, report.removed) == (60, 5, 2)
+    best2 = np.sort(importance, axis=1)[:, -2:].sum(axis=1)
+    assert report.mean_drop_explained == pytest.approx(best2.mean())
+    # the explained fields are each user's most damaging pair of fields: never beaten, tied only by the same set
+    assert report.beats_random + report.ties_random == 1.0 and report.beats_random > 0.8
+    assert report.beats_global + report.ties_global == 1.0
+    assert report.ties_global == pytest.approx(report.same_as_global) and report.beats_global > 0.5
+    # global: the fields named most often among the users' explained pairs of fields
+    firsts = np.argsort(-importance, axis=1, kind="stable")[:, :2]
+    counts = np.bincount(firsts.ravel(), minlength=5)
+    assert report.global_fields == [FIELD_NAMES[f] for f in np.argsort(-counts, kind="stable")[:2]]
+
+    anti_model = FieldModel(importance, 1.0 - importance)
+    anti = field_faithfulness(anti_model, np.arange(60), removed=2, method="field-attention", seed=0)
+    assert anti.beats_random < 0.3 and anti.beats_both == 0.0
+    assert anti.mean_drop_explained < anti.mean_drop_random
+    # the occlusions weigh the fields by what removing them does, whatever the attention says
+    for method in ("field-occlusion", "field-search"):
+        occlusion = field_faithfulness(anti_model, np.arange(60), removed=2, method=method, seed=0)
+        assert occlusion.method == method
+        assert occlusion.mean_drop_explained == pytest.approx(best2.mean()) and occlusion.beats_random > 0.8
+
+
+class RedundantFields(FieldModel):
+    """user.a and user.c carry the same information (either one alone gives the score almost all of it back);
+    item.b adds on its own: single removals name a and c, the joint removal that matters is {a or c, b}."""
+
+    def __init__(self) -> None:
+        super().__init__(np.zeros((1, 5)), np.zeros((1, 5)))
+
+    def score_without_fields(self, user: int, items: np.ndarray, dropped: np.ndarray) -> np.ndarray:
+        a, c, b = dropped[:, 0], dropped[:, 1], dropped[:, 2]
+        return 10.0 - 2.0 * a - 1.9 * c + 1.8 * (a & c) - 1.5 * b
+
+
+def test_field_search_finds_the_fields_that_matter_together() -> None:
+    model = RedundantFields()
+    empty = np.zeros(0, dtype=np.int64)
+    (single,) = explain(model, empty, np.array([1]), top=2, method="field-occlusion")
+    assert [a.name for a in single.attributions] == ["user.a", "user.c"]  # together: a drop of 2.1
+    (search,) = explain(model, empty, np.array([1]), top=5, method="field-search")
+    # a first (2.0), then item.b adds 1.5 (c would add 0.1 only), then c its 0.1; d and e lower nothing
+    assert [(a.name, round(a.weight, 6)) for a in search.attributions] == [
+        ("user.a", 2.0),
+        ("item.b", 1.5),
+        ("user.c", 0.1),
+    ]
+    report = field_faithfulness(model, np.zeros(1, dtype=np.int64), removed=2, method="field-search")
+    assert report.mean_drop_explained == pytest.approx(3.5)
+    worse = field_faithfulness(model, np.zeros(1, dtype=np.int64), removed=2, method="field-occlusion")
+    assert worse.mean_drop_explained == pytest.approx(2.1)
+
+
+def test_field_occlusion_names_the_fields_whose_absence_lowers_the_score() -> None:
+    importance = np.array([[0.0, 2.0, -1.0, 0.5, 3.0]])  # item.b raises the score when missing: no weight
+    model = FieldModel(importance, importance)
+    (got,) = explain(model, np.zeros(0, dtype=np.int64), np.array([1]), top=5, user=0, method="field-occlusion")
+    assert got.method == "field-occlusion"
+    assert [(a.kind, a.name, a.weight) for a in got.attributions] == [
+        ("feature_field", "item.e", 3.0),
+        ("feature_field", "user.c", 2.0),
+        ("feature_field", "item.d", 0.5),
+    ]
+
+
+class ContentLike(FieldModel):
+    """Reads fields as missing but explains by shared attributes (not a field method)."""
+
+    explain_method = "attributes"
+
+    def __init__(self) -> None:
+        super().__init__(np.ones((3, 5)), np.ones((3, 5)))
+
+    def attribute_contributions(self, *args: object, **kwargs: object) -> None:
+        raise AssertionError("not called")
+
+
+def test_field_faithfulness_rejects_models_and_sizes_it_cannot_measure() -> None:
+    with pytest.raises(ConfigError, match="does not explain by feature fields"):
+        field_faithfulness(Additive(planted_weights(causes={})), np.arange(3))
+    model = FieldModel(np.ones((3, 5)), np.ones((3, 5)))
+    with pytest.raises(ConfigError, match="method 'attributes' does not weigh feature fields"):
+        field_faithfulness(ContentLike(), np.arange(3))
+    with pytest.raises(ConfigError, match="more than removed=5 fields; the model has 5"):
+        field_faithfulness(model, np.arange(3), removed=5)
+    with pytest.raises(ConfigError, match="'removed' parameter"):
+        field_faithfulness(model, np.arange(3), removed=0)

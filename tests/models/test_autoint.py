@@ -3,6 +3,8 @@ field-attention explanation, numeric fields."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from attnrec.data.interactions import Interactions
 from attnrec.data.vocab import IdVocabulary
 from attnrec.evaluation.ctr import evaluate_ctr
 from attnrec.evaluation.metrics import auc
+from attnrec.explain.faithfulness import field_faithfulness
 from attnrec.explain.methods import default_method, explain
 from attnrec.models.autoint import AutoInt
 from attnrec.registry import create_model
@@ -35,11 +38,11 @@ class TestAutoInt(RecommenderConformance):
         return AutoInt(TINY)
 
 
-class TestAutoIntPlus(RecommenderConformance):
+class TestPlainAutoInt(RecommenderConformance):
     planted_block = False  # the variant only needs the contract; the planted checks run on the default above
 
     def make_model(self) -> AutoInt:
-        return AutoInt(TINY, dnn_hidden=(16,), num_layers=1, epochs=5)
+        return AutoInt(TINY, dnn_hidden=(), num_layers=1, epochs=5)
 
 
 def xor_data(num_users: int = 200, num_items: int = 60, per_user: int = 20, seed: int = 0):  # type: ignore[no-untyped-def]
@@ -89,6 +92,15 @@ def xor_fit() -> tuple[AutoInt, Interactions, Interactions, UserFeatures, ItemFe
     return model, train, test, uf, itf
 
 
+@pytest.fixture(scope="module")
+def xor_plain(
+    xor_fit: tuple[AutoInt, Interactions, Interactions, UserFeatures, ItemFeatures],
+) -> AutoInt:
+    """Plain AutoInt (no DNN) on the same XOR data: the XOR can only go through the attention between fields."""
+    _, train, _, uf, itf = xor_fit
+    return AutoInt(TINY, id_fields=False, dnn_hidden=()).set_features(items=itf, users=uf).fit(train, options=opts())
+
+
 def logistic_regression_auc(train: Interactions, test: Interactions, uf: UserFeatures, itf: ItemFeatures) -> float:
     """A logistic regression on the one-hot field values (what AutoInt adds on top of)."""
     ut, it = uf.table(train.users), itf.table(train.items)
@@ -136,18 +148,41 @@ def test_learns_the_pairwise_interaction_logistic_regression_cannot(
     assert got > 0.95, f"AutoInt AUC {got:.3f} on held-out impressions"
 
 
-def test_explanation_names_the_interacting_fields(
-    xor_fit: tuple[AutoInt, Interactions, Interactions, UserFeatures, ItemFeatures],
+def test_field_attention_names_the_interacting_pair_without_the_dnn(
+    xor_fit: tuple[AutoInt, Interactions, Interactions, UserFeatures, ItemFeatures], xor_plain: AutoInt
 ) -> None:
-    model, _, test, _, _ = xor_fit
-    assert default_method(model) == "field-attention"
+    _, _, test, _, _ = xor_fit
+    model = xor_plain
+    assert evaluate_ctr(model, test, n_boot=0).summary["auc"] > 0.95
     users, items = test.user_idx[:20], test.item_idx[:20]
     top = [model.explain_fields(int(u), np.asarray([i]), top=1)[0][0][0] for u, i in zip(users, items, strict=True)]
     share = np.mean([t == "user.a x item.b" for t in top])
     assert share >= 0.8, f"top field pair: {top}"
-    got = explain(model, np.zeros(0, dtype=np.int64), items[:3], top=2)
+    got = explain(model, np.zeros(0, dtype=np.int64), items[:3], top=2, method="field-attention")
     assert all(a.kind == "feature_field" and " x " in str(a.name) for e in got for a in e.attributions)
     assert all(e.attributions for e in got)
+
+
+@pytest.mark.parametrize("which", ["default", "plain"])
+def test_field_search_names_the_fields_of_the_interaction(
+    xor_fit: tuple[AutoInt, Interactions, Interactions, UserFeatures, ItemFeatures], xor_plain: AutoInt, which: str
+) -> None:
+    """The default explanation names single fields. For the clicked pairs (high scores: what gets recommended)
+    the first is one of the two that make the XOR (either one missing breaks it), and the two carry most of the
+    drop (once one is missing the other often adds nothing: the XOR is gone already). That holds whether the
+    interaction goes through the attention (plain) or through the DNN as well (the AutoInt+ default)."""
+    default, _, test, _, _ = xor_fit
+    model = default if which == "default" else xor_plain
+    assert default_method(model) == "field-search"
+    clicked = test.label == 1
+    got = [
+        [(a.name, a.weight) for a in e.attributions]
+        for u, i in zip(test.user_idx[clicked][:20].tolist(), test.item_idx[clicked][:20].tolist(), strict=True)
+        for e in explain(model, np.zeros(0, dtype=np.int64), np.asarray([i]), top=4, user=u)
+    ]
+    assert all(g and g[0][0] in ("user.a", "item.b") for g in got), got
+    xor_part = [sum(w for n, w in g if n in ("user.a", "item.b")) for g in got]
+    assert all(x > 3 * (sum(w for _, w in g) - x) for x, g in zip(xor_part, got, strict=True)), got
 
 
 def test_numeric_fields_are_value_times_embedding() -> None:
@@ -177,7 +212,7 @@ def test_numeric_fields_are_value_times_embedding() -> None:
 
 
 def test_recommend_explain_explains_the_asking_user(
-    xor_fit: tuple[AutoInt, Interactions, Interactions, UserFeatures, ItemFeatures],
+    xor_fit: tuple[AutoInt, Interactions, Interactions, UserFeatures, ItemFeatures], xor_plain: AutoInt
 ) -> None:
     """`recommend --explain` (and the service) pass the user to the field attention: the known user's own
     fields take part, so the interacting pair names a user field."""
@@ -190,6 +225,69 @@ def test_recommend_explain_explains_the_asking_user(
     top = [entry["items"][0]["because"][0] for entry in payload if entry["items"][0].get("because")]
     assert len(top) == len(users)
     assert all(b["kind"] == "feature_field" for b in top)
-    share = np.mean([b["name"] == "user.a x item.b" for b in top])
-    assert share >= 0.8, f"top field pairs: {[b['name'] for b in top]}"
-    assert payload[0]["explanation"]["note"].startswith("feature-field pairs")
+    share = np.mean([b["name"] in ("user.a", "item.b") for b in top])
+    assert share >= 0.8, f"top fields: {[b['name'] for b in top]}"
+    assert payload[0]["explanation"]["method"] == "field-search"
+    assert payload[0]["explanation"]["note"].startswith("features whose removal together")
+    pairs = recommendations_payload(xor_plain, users=users, k=1, explain=True, explain_method="field-attention")
+    share = np.mean([e["items"][0]["because"][0]["name"] == "user.a x item.b" for e in pairs])
+    assert share >= 0.8 and pairs[0]["explanation"]["note"].startswith("feature-field pairs")
+
+
+def test_dropping_a_field_of_the_explained_pair_removes_the_interaction(
+    xor_fit: tuple[AutoInt, Interactions, Interactions, UserFeatures, ItemFeatures],
+) -> None:
+    model, _, test, _, _ = xor_fit
+    users, items = test.user_idx[:200], test.item_idx[:200]
+    assert model.field_attention(int(users[0]), items[:1])[1] == ["user.a", "user.c", "item.b", "item.d"]
+    labels = test.label[:200].astype(np.float64)  # type: ignore[index]
+
+    def scores(field: int | None) -> np.ndarray:
+        dropped = np.zeros((1, 4), dtype=bool)
+        if field is not None:
+            dropped[0, field] = True
+        pairs = zip(users.tolist(), items.tolist(), strict=True)
+        return np.array([model.score_without_fields(u, np.asarray([i]), dropped)[0] for u, i in pairs])
+
+    plain = scores(None)
+    np.testing.assert_allclose(plain, model.score_pairs(users, items), rtol=1e-5, atol=1e-6)
+    assert auc(labels, plain) > 0.95
+    # user.a (or item.b) read as missing: the XOR cannot be computed; the noise field user.c changes nothing
+    assert auc(labels, scores(0)) < 0.7 and auc(labels, scores(2)) < 0.7
+    assert auc(labels, scores(1)) > 0.9
+    with pytest.raises(ValueError, match="'dropped' must have the shape"):
+        model.score_without_fields(1, np.asarray([1, 2]), np.zeros((1, 4), dtype=bool))
+
+    report = field_faithfulness(model, np.unique(users)[:40], removed=1, seed=0)
+    assert report.global_fields[0] in ("user.a", "item.b")
+    assert report.mean_drop_explained > 1.5 * report.mean_drop_random
+    assert report.beats_random + report.ties_random >= 0.9
+
+
+def test_explain_picture_shows_fields(
+    xor_fit: tuple[AutoInt, Interactions, Interactions, UserFeatures, ItemFeatures], tmp_path: Path
+) -> None:
+    """`attnrec explain` for a model that explains by fields: the attention between fields and each recommended
+    item's drop per missing field, not the (empty) history panels."""
+    import matplotlib.image as mpimg
+
+    from attnrec.explain.plot import explanation_heatmap, field_heatmap
+
+    model, _, _, _, _ = xor_fit
+    assert model.users_ is not None and model.items_ is not None
+    user = model.users_.id(1)
+    path = explanation_heatmap(model, user=user, k=5, out=tmp_path / "fields.png")
+    image = mpimg.imread(path)
+    direct = mpimg.imread(
+        field_heatmap(
+            model,
+            1,
+            model.recommend_indices(np.asarray([1]), [model.history(1)], k=5).item_idx[0],
+            who=f"user {user}",
+            out=tmp_path / "direct.png",
+        )
+    )
+    assert image.shape == direct.shape and np.array_equal(image, direct)
+    assert image.shape[0] > 300 and image.std() > 0.05  # two panels of content, not a blank canvas
+    # an anonymous history of unknown items still has the item's fields to explain
+    assert explanation_heatmap(model, history=["not-an-item"], k=3, out=tmp_path / "anon.png").is_file()

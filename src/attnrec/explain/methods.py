@@ -10,6 +10,8 @@ method          needs                                          item-specific
 ``target-attention`` ``target_attention`` (NAIS, DIN)          yes: the item's attention over the history
 ``contribution`` ``target_contributions`` (NAIS)               yes: each history item's term of the score
 ``attributes``  ``attribute_contributions`` (content)          yes: shared attributes (``item_attribute``)
+``field-search`` ``score_without_fields`` (AutoInt)            yes: fields whose joint removal lowers the score most
+``field-occlusion`` ``score_without_fields`` (AutoInt)         yes: score drop per field read as missing
 ``field-attention`` ``field_attention`` (AutoInt)              yes: interacting field pairs (``feature_field``)
 =============== ============================================== ===============================================
 
@@ -30,7 +32,7 @@ import numpy as np
 
 from attnrec.errors import ConfigError
 from attnrec.explain.base import ExplainError, Explanation, PositionExplainer
-from attnrec.explain.fields import FieldAttentionExplainer
+from attnrec.explain.fields import FieldAttentionExplainer, FieldOcclusionExplainer, FieldSearchExplainer
 from attnrec.explain.occlusion import OcclusionExplainer, OcclusionSearchExplainer
 from attnrec.explain.recurrent import AttentionWeightsExplainer
 from attnrec.explain.rollout import RolloutExplainer, RolloutGradExplainer
@@ -48,6 +50,8 @@ METHODS: Mapping[str, PositionExplainer] = MappingProxyType(
             TargetAttentionExplainer(),
             ContributionExplainer(),
             AttributeExplainer(),
+            FieldSearchExplainer(),
+            FieldOcclusionExplainer(),
             FieldAttentionExplainer(),
         )
     }
@@ -63,6 +67,8 @@ PREFERENCE: tuple[str, ...] = (
     "target-attention",
     "contribution",
     "attributes",
+    "field-search",
+    "field-occlusion",
     "field-attention",
 )
 """Order in which a model's default method is chosen (the first that applies)."""

@@ -10,6 +10,7 @@ import numpy as np
 
 from attnrec.errors import ConfigError
 from attnrec.explain.base import read_part
+from attnrec.explain.fields import FieldExplainer
 from attnrec.explain.methods import default_method, get_explainer, methods_for
 from attnrec.explain.rollout import attention_rollout, rollout_spec
 
@@ -50,7 +51,8 @@ def explanation_heatmap(
 ) -> Path:
     """Draw two panels and save a PNG.
 
-    Top: attention of the query (the last position, or the mask position of a bidirectional model) over the
+    A model that explains by feature fields (AutoInt) gets :func:`field_heatmap`'s panels instead. Otherwise, top:
+    attention of the query (the last position, or the mask position of a bidirectional model) over the
     ``last`` most recent history items, per layer (heads averaged) and rolled out; for a recurrent model its
     attention weights. Bottom: the ``occlusion`` weights (the score drop when one history item is removed; the
     model's default method where occlusion does not apply) of each of the top-``k`` recommended items (rows)
@@ -72,12 +74,15 @@ def explanation_heatmap(
         uidx = 0
         hist = model.items_.indices(history or [], unknown="drop")
         who = "history"
-    if len(hist) == 0:
+    by_fields = isinstance(get_explainer(model), FieldExplainer)  # explains by the user's and items' fields
+    if len(hist) == 0 and not by_fields:
         raise ConfigError("the history is empty (or none of its items is known): nothing to explain")
     recs = model.recommend_indices(np.asarray([uidx]), [hist], k=k)  # the user's own list (user features count)
     items = recs.item_idx[0][recs.item_idx[0] > 0]
     if len(items) == 0:
         raise ConfigError(f"{who} has already seen every item of the model: nothing left to recommend and explain")
+    if by_fields:
+        return field_heatmap(model, uidx, items, who=who, features=features, out=out)
     clipped = read_part(model, np.asarray(hist))
     n_show = min(last, len(clipped))
     top_panel, top_labels = _attention_rows(model, clipped, n_show)
@@ -107,3 +112,45 @@ def explanation_heatmap(
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     return out
+
+
+def field_heatmap(
+    model: Any, user: int, items: np.ndarray, *, who: str, features: Any | None = None, out: str | Path
+) -> Path:
+    """The picture of a model that explains by feature fields: top, the attention between fields (rows attend to
+    columns; layers, heads and the recommended items averaged) when the model has ``field_attention``; bottom,
+    the ``field-occlusion`` weight of every field (the score drop when that field alone is read as missing) for
+    each recommended item (rows)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = list(model.field_names)
+    weights, _ = get_explainer(model, "field-occlusion").field_weights(model, user, items)  # type: ignore[attr-defined]
+    rows = [_label(model, i, features) for i in items]
+    attention = None
+    if "field-attention" in methods_for(model):
+        attention = np.asarray(model.field_attention(user, items)[0], dtype=np.float64).mean(axis=0)
+    m = len(names)
+    fig = Figure(figsize=(max(8.0, 0.6 * m + 4), 2.5 + 0.35 * len(rows) + (0.4 * m if attention is not None else 0)))
+    FigureCanvasAgg(fig)
+    if attention is not None:
+        ax1, ax2 = fig.subplots(2, 1, height_ratios=[m, len(rows)])
+        im1 = ax1.imshow(attention, aspect="auto", cmap="viridis")
+        ax1.set_yticks(range(m), names, fontsize=8)
+        ax1.set_xticks(range(m), names, rotation=70, ha="right", fontsize=8)
+        ax1.set_title(f"{model.name}: attention between fields for {who} (rows attend to columns)")
+        fig.colorbar(im1, ax=ax1, fraction=0.02)
+    else:
+        ax2 = fig.subplots(1, 1)
+    bound = float(np.abs(weights).max()) or 1.0
+    im2 = ax2.imshow(weights, aspect="auto", cmap="RdBu_r", vmin=-bound, vmax=bound)
+    ax2.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax2.set_xticks(range(m), names, rotation=70, ha="right", fontsize=8)
+    ax2.set_ylabel("recommended (best first)")
+    ax2.set_title("why each recommendation: score drop when the field is missing (red: the field raised it)")
+    fig.colorbar(im2, ax=ax2, fraction=0.02)
+    fig.tight_layout()
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path

@@ -27,7 +27,9 @@ HISTORY_LEVEL_METHODS = frozenset(name for name, e in METHODS.items() if not e.i
 
 METHOD_NOTES = {
     "attributes": "item attributes shared with the history that drove each recommended item",
-    "field-attention": "feature-field pairs whose interaction drove each recommended item",
+    "field-search": "features whose removal together lowers each recommended item's score most",
+    "field-occlusion": "features whose removal alone lowers each recommended item's score most",
+    "field-attention": "feature-field pairs that attended to each other most (attention, not what drove the score)",
 }
 """Notes of the methods whose reasons are not history items."""
 
