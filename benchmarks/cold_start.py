@@ -204,6 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     not_computed: list[str] = []
     k = args.k
     for name in args.datasets:
+        absent = [str(p) for p in DATASETS[name] if isinstance(p, Path) and not p.is_file()]
+        if absent:
+            print(
+                f"cold_start.py: dataset {name!r} needs {', '.join(absent)} (the shared data folder next to the "
+                "project); not found",
+                file=sys.stderr,
+            )
+            return 2
         digests = [file_digest(p) for p in DATASETS[name] if isinstance(p, Path)]
         loaded: tuple[Any, Any, Any] | None = None
         for seed in seeds:

@@ -160,3 +160,14 @@ def test_result_key_covers_every_hyperparameter_defaults_included() -> None:
     assert cold.item_result_key(digests, 0.1, 10, 0, "autoint", {"dnn_hidden": dnn}) == default
     assert cold.item_result_key(digests, 0.1, 10, 0, "autoint", {"dnn_hidden": []}) != default
     assert cold.item_result_key(digests, 0.1, 10, 1, "autoint", {}) != default
+
+
+def test_absent_data_is_one_line_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cold = _script()
+    missing = tmp_path / "nowhere" / "u.data"
+    monkeypatch.setattr(cold, "DATASETS", {"tiny": (missing, "udata", missing, missing)})
+    assert cold.main(["--datasets", "tiny", "--seeds", "0", "--models", "content"]) == 2
+    err = capsys.readouterr().err
+    assert f"dataset 'tiny' needs {missing}" in err and "not found" in err and "Traceback" not in err
