@@ -1,11 +1,13 @@
 """Explanations by feature field: which fields a field-interaction model (AutoInt) relied on.
 
-``field-occlusion`` (AutoInt's default) needs ``field_names`` and ``score_without_fields(user_idx, items,
-dropped)``: each field is read as missing in turn (a zero embedding, as an absent feature value is read) and the
-item's score drop is that field's weight; the explanation lists the fields with the largest drops as
-:class:`~attnrec.explain.base.Attribution` s of kind ``"feature_field"`` named ``"user.zip"``, ``"item.genre"``.
-Its weights are score changes; :func:`attnrec.explain.faithfulness.field_faithfulness` measures how much removing
-the fields it names matters against random fields (``docs/explanations.md``).
+``field-search`` (AutoInt's default) and ``field-occlusion`` need ``field_names`` and
+``score_without_fields(user_idx, items, dropped)``: a field is removed by reading it as missing (a zero embedding,
+as an absent feature value is read). ``field-occlusion`` weighs each field by the item's score drop when that
+field alone is missing; ``field-search`` finds the fields whose removal *together* lowers the score most
+(greedily) and weighs each by the drop it added. Explanations list :class:`~attnrec.explain.base.Attribution` s of
+kind ``"feature_field"`` named ``"user.zip"``, ``"item.genre"``. Their weights are score changes;
+:func:`attnrec.explain.faithfulness.field_faithfulness` measures how much removing the fields they name matters
+against random fields and against the fields named most often (``docs/explanations.md``).
 
 ``field-attention`` needs ``field_attention(user_idx, items) -> ((len(items), M, M), names)``: for each item, the
 attention of every field to every other field (averaged over the model's layers and heads). An explanation lists
@@ -88,8 +90,9 @@ class FieldSearchExplainer(FieldOcclusionExplainer):
     Step 1 reads each field alone as missing (``field-occlusion``); each later step keeps the fields chosen so far
     missing and adds the field whose removal lowers the score most; weight = the drop that field added. The search
     stops at ``top`` fields or when no further field lowers the score. About ``M · top`` scored rows per item for
-    ``M`` fields. Fields that interact (the model reads one through another) are found together, which single
-    removals miss."""
+    ``M`` fields. Fields that stand in for each other (one missing, another carries the same information) are not
+    named twice, which the largest single drops do. :meth:`field_weights` gives the single drops (the first
+    step); :meth:`field_order` the search's order."""
 
     name = "field-search"
 
