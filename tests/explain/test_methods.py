@@ -419,6 +419,16 @@ class RedundantFields(FieldModel):
         return 10.0 - 2.0 * a - 1.9 * c + 1.8 * (a & c) - 1.5 * b
 
 
+def test_field_explanations_name_the_pairs_values_when_the_model_gives_them() -> None:
+    importance = np.array([[0.0, 2.0, -1.0, 0.5, 3.0]])
+    model = FieldModel(importance, importance)
+    model.field_values = lambda user, item: ["x", "", "p", "2", "7.5"]  # type: ignore[attr-defined]
+    for method in ("field-occlusion", "field-search"):
+        (got,) = explain(model, np.zeros(0, dtype=np.int64), np.array([1]), top=5, user=0, method=method)
+        assert [a.name for a in got.attributions] == ["item.e=7.5", "user.c", "item.d=2"]  # "": no value known
+        assert [round(a.weight, 6) for a in got.attributions] == [round(w / 5.5, 6) for w in (3.0, 2.0, 0.5)]
+
+
 def test_field_search_finds_the_fields_that_matter_together() -> None:
     model = RedundantFields()
     empty = np.zeros(0, dtype=np.int64)
@@ -426,7 +436,7 @@ def test_field_search_finds_the_fields_that_matter_together() -> None:
     assert [a.name for a in single.attributions] == ["user.a", "user.c"]  # together: a drop of 2.1
     (search,) = explain(model, empty, np.array([1]), top=5, method="field-search")
     # a first (2.0), then item.b adds 1.5 (c would add 0.1 only), then c its 0.1; d and e lower nothing
-    assert [(a.name, round(a.weight, 6)) for a in search.attributions] == [
+    assert [(a.name, round(a.weight * 3.6, 6)) for a in search.attributions] == [  # shares of the 3.6 in all
         ("user.a", 2.0),
         ("item.b", 1.5),
         ("user.c", 0.1),
@@ -442,10 +452,10 @@ def test_field_occlusion_names_the_fields_whose_absence_lowers_the_score() -> No
     model = FieldModel(importance, importance)
     (got,) = explain(model, np.zeros(0, dtype=np.int64), np.array([1]), top=5, user=0, method="field-occlusion")
     assert got.method == "field-occlusion"
-    assert [(a.kind, a.name, a.weight) for a in got.attributions] == [
-        ("feature_field", "item.e", 3.0),
-        ("feature_field", "user.c", 2.0),
-        ("feature_field", "item.d", 0.5),
+    assert [(a.kind, a.name, a.weight) for a in got.attributions] == [  # shares of the positive drops
+        ("feature_field", "item.e", pytest.approx(3.0 / 5.5)),
+        ("feature_field", "user.c", pytest.approx(2.0 / 5.5)),
+        ("feature_field", "item.d", pytest.approx(0.5 / 5.5)),
     ]
 
 

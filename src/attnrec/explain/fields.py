@@ -5,7 +5,8 @@
 as an absent feature value is read). ``field-occlusion`` weighs each field by the item's score drop when that
 field alone is missing; ``field-search`` finds the fields whose removal *together* lowers the score most
 (greedily) and weighs each by the drop it added. Explanations list :class:`~attnrec.explain.base.Attribution` s of
-kind ``"feature_field"`` named ``"user.zip"``, ``"item.genre"``. Their weights are score changes;
+kind ``"feature_field"`` named after the field and, where the model gives it (``field_values``), the pair's
+value: ``"user.gender=M"``, ``"item.genre=Drama|War"``; weighted by their shares of those score drops;
 :func:`attnrec.explain.faithfulness.field_faithfulness` measures how much removing the fields they name matters
 against random fields and against the fields named most often (``docs/explanations.md``).
 
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from attnrec.explain.base import Attribution, Explanation, PositionExplainer, read_part
+from attnrec.explain.base import Attribution, Explanation, PositionExplainer, normalised_positive, read_part
 
 
 class FieldExplainer(PositionExplainer):
@@ -47,6 +48,14 @@ class FieldExplainer(PositionExplainer):
         self, model: Any, history: np.ndarray, items: np.ndarray, *, top: int | None = None, user: int = 0
     ) -> np.ndarray:
         return np.zeros((len(items), len(read_part(model, history))))
+
+
+def _labels(model: Any, user: int, item: int, names: list[str]) -> list[str]:
+    """``"user.gender=M"`` where the model gives the pair's field values (``field_values``), else the names."""
+    values = model.field_values(int(user), int(item)) if callable(getattr(model, "field_values", None)) else None
+    if values is None:
+        return names
+    return [f"{n}={v}" if v else n for n, v in zip(names, values, strict=True)]
 
 
 class FieldOcclusionExplainer(FieldExplainer):
@@ -74,11 +83,13 @@ class FieldOcclusionExplainer(FieldExplainer):
         if len(items) == 0:
             return []
         weights, names = self.field_weights(model, user, items)
+        shares = normalised_positive(weights)  # as every method: shares of the positive drops
         out = []
-        for item, row in zip(items.tolist(), weights, strict=True):
+        for item, row in zip(items.tolist(), shares, strict=True):
             order = np.argsort(-row, kind="stable")[:top]
+            labels = _labels(model, user, item, names)
             attributions = tuple(
-                Attribution("feature_field", float(row[f]), name=names[f]) for f in order if row[f] > 0
+                Attribution("feature_field", float(row[f]), name=labels[f]) for f in order if row[f] > 0
             )
             out.append(Explanation(int(item), self.name, attributions))
         return out
@@ -138,9 +149,10 @@ class FieldSearchExplainer(FieldOcclusionExplainer):
         out = []
         for item in np.asarray(items, dtype=np.int64).tolist():
             chosen, added, _ = self._search(model, user, item, top)
-            attributions = tuple(
-                Attribution("feature_field", w, name=names[f]) for f, w in zip(chosen, added, strict=True)
-            )
+            total = sum(added)  # every added drop is positive: weights are their shares
+            labels = _labels(model, user, item, names)
+            ranked = sorted(zip(chosen, added, strict=True), key=lambda fw: -fw[1])  # largest weight first
+            attributions = tuple(Attribution("feature_field", w / total, name=labels[f]) for f, w in ranked)
             out.append(Explanation(int(item), self.name, attributions))
         return out
 

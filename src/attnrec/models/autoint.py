@@ -300,6 +300,44 @@ class AutoInt(FeatureTablesState, NeuralRecommender):
         assert isinstance(net, AutoIntNet)
         return list(net.names)
 
+    def field_values(self, user_idx: int, item_idx: int) -> list[str]:
+        """The value of each field (in :attr:`field_names` order) for the pair, as text: the ids, a categorical
+        field's values joined by ``|``, a numeric field's raw value; ``""`` where missing (unknown user, no
+        feature value). Explanations name a field with it: ``"user.gender=M"``."""
+        net = self._net()
+        assert isinstance(net, AutoIntNet)
+        out: list[str] = []
+        known_user = 0 < user_idx <= self.num_users and self.users_ is not None
+        known_item = 0 < item_idx <= self.num_items and self.items_ is not None
+        if net.user_id is not None:
+            out += [self.users_.id(user_idx) if known_user else "", self.items_.id(item_idx) if known_item else ""]  # type: ignore[union-attr]
+
+        def categorical(table: FeatureTable | None, row: int) -> list[str]:
+            if table is None:
+                return []
+            fields = [f for f in table.fields if f.kind != "numeric"]
+            if not 0 < row < table.ids.shape[0]:
+                return [""] * len(fields)
+            ids = table.ids[row]
+            return ["|".join(f.values[v - 1] for v in ids[f.columns].tolist() if v > 0) for f in fields]
+
+        def numeric(table: FeatureTable | None, row: int) -> list[str]:
+            if table is None or table.numeric.shape[1] == 0:
+                return []
+            if not 0 < row < table.numeric.shape[0]:
+                return [""] * table.numeric.shape[1]
+            return ["" if np.isnan(x) else f"{x:g}" for x in table.numeric[row].tolist()]
+
+        if net.user_fields is not None:
+            out += categorical(self.user_table_, user_idx)
+        if net.item_fields is not None:
+            out += categorical(self.item_table_, item_idx)
+        if net.user_numeric is not None:
+            out += numeric(self.user_table_, user_idx)
+        if net.item_numeric is not None:
+            out += numeric(self.item_table_, item_idx)
+        return out
+
     @torch.inference_mode()
     def score_without_fields(self, user_idx: int, items: np.ndarray, dropped: np.ndarray) -> np.ndarray:
         """Click probabilities of (user, item) for each item when the fields ``dropped[i]`` (``(len(items), M)``
