@@ -295,3 +295,26 @@ def test_explain_picture_shows_fields(
     assert image.shape[0] > 300 and image.std() > 0.05  # two panels of content, not a blank canvas
     # an anonymous history of unknown items still has the item's fields to explain
     assert explanation_heatmap(model, history=["not-an-item"], k=3, out=tmp_path / "anon.png").is_file()
+
+
+def test_web_picture_of_a_field_model_shows_its_fields(
+    xor_fit: tuple[AutoInt, Interactions, Interactions, UserFeatures, ItemFeatures],
+) -> None:
+    """The service's web picture (``/web/attention.svg``) for AutoInt: the top item's fields, named with the
+    user's and the item's values, weighted by their drops; not an empty row over the history."""
+    from types import SimpleNamespace
+
+    from attnrec.serving.web.views import attention_grid
+
+    model, train, _, _, _ = xor_fit
+    user = int(train.user_idx[0])
+    top = int(model.recommend_indices(np.asarray([user]), [model.history(user)], k=1).item_idx[0, 0])
+    grid = attention_grid(SimpleNamespace(model=model), model.history(user), top, user_idx=user)  # type: ignore[arg-type]
+    assert grid.by_fields and grid.rows == ["top item (field-occlusion)", "field attention"]
+    assert [c.split("=")[0] for c in grid.columns] == model.field_names
+    assert all("=" in c for c in grid.columns)  # every field of this pair has a value
+    drops = dict(zip(model.field_names, grid.values[0], strict=True))
+    assert max(drops, key=drops.__getitem__) in ("user.a", "item.b")  # a clicked-looking pair rests on the XOR
+    np.testing.assert_allclose(grid.values.sum(axis=1), 1.0)
+    empty = attention_grid(SimpleNamespace(model=model), model.history(user), None, user_idx=user)  # type: ignore[arg-type]
+    assert empty.by_fields and empty.note == "no recommended item to explain"

@@ -806,7 +806,7 @@ def install_web(app: FastAPI, service: RecommendationService) -> None:
         body = state.env.get_template("attention.svg").render(
             grid=grid,
             cells=grid_cells(grid),
-            labels=[pages.card(c).label for c in grid.columns],
+            labels=grid.columns if grid.by_fields else [pages.card(c).label for c in grid.columns],
             who=who,
             model_name=pages.name,
             top_label=top_label,

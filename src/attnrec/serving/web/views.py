@@ -182,13 +182,16 @@ def event_time(timestamp: float) -> str:
 class AttentionGrid:
     """Rows (layers, rollout, the top item's weights) over the last history items the model reads.
 
-    ``values`` is ``(len(rows), len(columns))``; ``columns`` are item ids, oldest first.
+    ``values`` is ``(len(rows), len(columns))``; ``columns`` are item ids, oldest first, or, for a model that
+    explains by feature fields (``by_fields``), the fields with the user's and the top item's values
+    (``"user.gender=M"``).
     """
 
     rows: list[str]
     columns: list[str]
     values: np.ndarray
     note: str
+    by_fields: bool = False
 
 
 def attention_grid(
@@ -201,11 +204,14 @@ def attention_grid(
     model's default method, computed for the user ``user_idx`` (0: anonymous).
     """
     from attnrec.explain.base import read_part
+    from attnrec.explain.fields import FieldExplainer
     from attnrec.explain.methods import default_method, get_explainer, methods_for
     from attnrec.explain.rollout import attention_rollout, rollout_spec
 
     model: Any = loaded.model  # attention_maps / attention_weights are optional methods of some models
     assert model.items_ is not None
+    if methods_for(model) and isinstance(get_explainer(model), FieldExplainer):
+        return field_grid(model, top_item, user_idx)
     clipped = read_part(model, np.asarray(history, dtype=np.int64))
     n = min(last, len(clipped))
     if n == 0:
@@ -243,6 +249,30 @@ def attention_grid(
     values = np.nan_to_num(np.vstack(rows).astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     columns = [str(i) for i in model.items_.ids(clipped[-n:])]
     return AttentionGrid(labels, columns, values, note)
+
+
+def field_grid(model: Any, top_item: int | None, user_idx: int) -> AttentionGrid:
+    """The picture of a model that explains by feature fields (AutoInt), for the top item: each field's share of
+    the score drops when it alone is read as missing (``field-occlusion``) and, when the model has it, each
+    field's share of the attention between fields (``field-attention``); columns name the pair's values."""
+    from attnrec.explain.base import normalised_positive
+    from attnrec.explain.fields import FieldExplainer, field_relevance
+    from attnrec.explain.methods import get_explainer, methods_for
+
+    if top_item is None or top_item <= 0:
+        return AttentionGrid([], [], np.zeros((0, 0)), "no recommended item to explain", by_fields=True)
+    names = list(model.field_names)
+    values = model.field_values(user_idx, top_item) if callable(getattr(model, "field_values", None)) else None
+    columns = names if values is None else [f"{n}={v}" if v else n for n, v in zip(names, values, strict=True)]
+    occlusion = get_explainer(model, "field-occlusion")
+    assert isinstance(occlusion, FieldExplainer)
+    drops, _ = occlusion.field_weights(model, user_idx, np.asarray([top_item]))
+    rows, labels = [normalised_positive(drops)[0]], ["top item (field-occlusion)"]
+    if "field-attention" in methods_for(model):
+        attention, _ = model.field_attention(user_idx, np.asarray([top_item]))
+        rows.append(field_relevance(attention)[0])
+        labels.append("field attention")
+    return AttentionGrid(labels, columns, np.vstack(rows).astype(np.float64), "", by_fields=True)
 
 
 def cell_colour(value: float) -> str:
