@@ -107,11 +107,16 @@ def explanation_heatmap(
     ax2.set_ylabel("recommended (best first)")
     ax2.set_title(f"why each recommendation: {method} weight per history item (oldest left)")
     fig.colorbar(im2, ax=ax2, fraction=0.02)
+    return _save(fig, out)
+
+
+def _save(fig: Any, out: str | Path) -> Path:
+    """Lay out ``fig`` and write it as a PNG at ``out`` (parent folders created)."""
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    return out
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
 
 
 def field_heatmap(
@@ -149,8 +154,4 @@ def field_heatmap(
     ax2.set_ylabel("recommended (best first)")
     ax2.set_title("why each recommendation: score drop when the field is missing (red: the field raised it)")
     fig.colorbar(im2, ax=ax2, fraction=0.02)
-    fig.tight_layout()
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, out)
