@@ -61,6 +61,22 @@ def tables_from_state(
     return tables, rest
 
 
+def value_texts(table: FeatureTable | None, row: int, *, numeric: bool) -> list[str]:
+    """The values of row ``row`` of ``table`` as text, one per categorical field (values joined by ``|``) or, with
+    ``numeric``, per numeric field (the raw value); ``""`` where missing or the row is out of the table."""
+    if table is None:
+        return []
+    if numeric:
+        if not 0 < row < table.numeric.shape[0]:
+            return [""] * table.numeric.shape[1]
+        return ["" if np.isnan(x) else f"{x:g}" for x in table.numeric[row].tolist()]
+    fields = [f for f in table.fields if f.kind != "numeric"]
+    if not 0 < row < table.ids.shape[0]:
+        return [""] * len(fields)
+    ids = table.ids[row]
+    return ["|".join(f.values[v - 1] for v in ids[f.columns].tolist() if v > 0) for f in fields]
+
+
 def categorical_fields(table: FeatureTable | None, *, buckets: bool) -> list[tuple[str, slice]]:
     """``(name, columns)`` of the fields of ``table`` to embed as ids (numeric fields by bucket when ``buckets``)."""
     if table is None:

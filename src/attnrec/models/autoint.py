@@ -43,6 +43,7 @@ from attnrec.models._ctr import (
     ctr_validation,
     encode_features,
     impression_batches,
+    value_texts,
 )
 from attnrec.training.neural import NeuralRecommender
 from attnrec.training.search_space import Choice, FloatRange, SearchSpace
@@ -312,30 +313,14 @@ class AutoInt(FeatureTablesState, NeuralRecommender):
         if net.user_id is not None:
             out += [self.users_.id(user_idx) if known_user else "", self.items_.id(item_idx) if known_item else ""]  # type: ignore[union-attr]
 
-        def categorical(table: FeatureTable | None, row: int) -> list[str]:
-            if table is None:
-                return []
-            fields = [f for f in table.fields if f.kind != "numeric"]
-            if not 0 < row < table.ids.shape[0]:
-                return [""] * len(fields)
-            ids = table.ids[row]
-            return ["|".join(f.values[v - 1] for v in ids[f.columns].tolist() if v > 0) for f in fields]
-
-        def numeric(table: FeatureTable | None, row: int) -> list[str]:
-            if table is None or table.numeric.shape[1] == 0:
-                return []
-            if not 0 < row < table.numeric.shape[0]:
-                return [""] * table.numeric.shape[1]
-            return ["" if np.isnan(x) else f"{x:g}" for x in table.numeric[row].tolist()]
-
         if net.user_fields is not None:
-            out += categorical(self.user_table_, user_idx)
+            out += value_texts(self.user_table_, user_idx, numeric=False)
         if net.item_fields is not None:
-            out += categorical(self.item_table_, item_idx)
+            out += value_texts(self.item_table_, item_idx, numeric=False)
         if net.user_numeric is not None:
-            out += numeric(self.user_table_, user_idx)
+            out += value_texts(self.user_table_, user_idx, numeric=True)
         if net.item_numeric is not None:
-            out += numeric(self.item_table_, item_idx)
+            out += value_texts(self.item_table_, item_idx, numeric=True)
         return out
 
     @torch.inference_mode()
