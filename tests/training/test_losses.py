@@ -12,6 +12,7 @@ from attnrec.training.losses import (
     FullCrossEntropy,
     GeneralisedBCE,
     SampledSoftmax,
+    excluded_negatives,
     gbce_beta,
     make_loss,
 )
@@ -66,13 +67,47 @@ def test_chunked_ce_with_exclude_is_the_softmax_over_the_remaining_items(chunk: 
     assert float(loss.detach()) < float(F.cross_entropy(logits.detach(), y - 1)), "fewer negatives, smaller loss"
 
 
-def test_chunked_ce_rejects_an_exclude_of_the_wrong_shape_and_sampled_losses_any() -> None:
+def test_exclude_of_the_wrong_shape_and_losses_that_take_none_are_errors() -> None:
     h, w, y = data()
-    for loss in (SampledSoftmax(23, 4), BinaryCrossEntropy(23), GeneralisedBCE(23, 4)):
+    for loss in (BinaryCrossEntropy(23), GeneralisedBCE(23, 4)):
         with pytest.raises(ValueError, match=f"the '{loss.name}' loss does not take 'exclude'"):
             loss(h, y, w, torch.Generator(), torch.zeros(len(y), 2, dtype=torch.int64))
-    with pytest.raises(ValueError, match=r"exclude must have shape \(N, W\) with N = 37"):
-        FullCrossEntropy()(h, y, w, torch.Generator(), torch.zeros(5, 2, dtype=torch.int64))
+    for fn in (FullCrossEntropy(), SampledSoftmax(23, 4)):
+        with pytest.raises(ValueError, match=r"exclude must have shape \(N, W\) with N = 37"):
+            fn(h, y, w, torch.Generator(), torch.zeros(5, 2, dtype=torch.int64))
+
+
+def test_excluded_negatives_marks_each_rows_items_among_repeated_draws() -> None:
+    negs = torch.tensor([3, 5, 3, 7, 19])
+    exclude = torch.tensor([[3, 0, 0], [7, 5, 1], [0, 0, 0], [19, 19, 2]])
+    expected = torch.tensor(
+        [[1, 0, 1, 0, 0], [0, 1, 0, 1, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 1]], dtype=torch.bool
+    )
+    torch.testing.assert_close(excluded_negatives(negs, exclude, 20), expected)
+
+
+@pytest.mark.parametrize("sampling", ["uniform", "popularity"])
+def test_sampled_softmax_with_exclude_leaves_those_negatives_out(sampling: str) -> None:
+    """Oracle: the explicit sampled softmax over the same draws with each row's excluded draws masked; the target
+    stays the positive even when it is listed in its own row."""
+    h, w, y = data(v=12)
+    counts = np.arange(13, dtype=np.float64)
+    fn = SampledSoftmax(12, 30, sampling, counts)
+    g = torch.Generator().manual_seed(4)
+    exclude = torch.randint(0, 13, (len(y), 5), generator=g)
+    exclude[:, 0] = y
+    loss = fn(h, y, w, torch.Generator().manual_seed(5), exclude)
+    negs = fn.sampler.sample((30,), torch.Generator().manual_seed(5))
+    pos = (h * w[y]).sum(-1, keepdim=True)
+    neg = h @ w[negs].T
+    if sampling == "popularity":
+        pos, neg = pos - fn.sampler.log_q(y)[:, None], neg - fn.sampler.log_q(negs)[None, :]
+    banned = (negs[None, :, None] == exclude[:, None, :]).any(-1) | (negs[None] == y[:, None])
+    assert int(banned.sum()) > 2 * len(y)  # the draws hit several excluded items per row
+    expected = -torch.cat([pos, neg.masked_fill(banned, float("-inf"))], 1).log_softmax(1)[:, 0].mean()
+    torch.testing.assert_close(loss, expected)
+    plain = fn(h, y, w, torch.Generator().manual_seed(5))
+    assert float(loss) < float(plain), "fewer negatives, smaller loss"
 
 
 def test_chunked_ce_under_bf16_autocast_stays_close_to_float32() -> None:

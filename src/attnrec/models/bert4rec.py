@@ -65,9 +65,9 @@ class BERT4RecConfig(SequentialConfig):
     )
     exclude_window_items: bool | None = Field(
         False,
-        description="Loss 'ce' only: the other items of the same training sequence are not negatives of a masked "
-        "target (off: they are visible in the bidirectional context, and the model must learn to rank the hidden "
-        "item above them).",
+        description="Losses 'ce' and 'sampled': the other items of the same training sequence are not negatives "
+        "of a masked target (off: they are visible in the bidirectional context, and the model must learn to rank "
+        "the hidden item above them).",
     )
     lr: float = Field(1e-3, gt=0, description="Peak AdamW learning rate.")
     batch_size: int = Field(128, ge=1, description="Training sequences per step.")

@@ -87,8 +87,8 @@ class SequentialConfig(NeuralConfig):
     )
     exclude_window_items: bool | None = Field(
         None,
-        description="Loss 'ce' only: the other items of the same training window (the user's own past and "
-        "future items) are not negatives of a target (None: on with loss 'ce').",
+        description="Losses 'ce' and 'sampled': the other items of the same training window (the user's own "
+        "past and future items) are not negatives of a target (None: on with 'ce' and 'sampled').",
     )
     sliding_window_step: int | None = Field(
         None,
@@ -135,9 +135,15 @@ def resolved_sliding_window_step(config: SequentialConfig) -> int:
     return config.max_seq_len if config.sliding_window_step is None else config.sliding_window_step
 
 
+WINDOW_EXCLUDING_LOSSES = ("ce", "sampled")
+"""The losses that can leave a window's own items out of a target's negatives."""
+
+
 def resolved_exclude_window_items(config: SequentialConfig) -> bool:
     """``exclude_window_items`` with None resolved (on with the full cross-entropy)."""
-    return config.loss == "ce" if config.exclude_window_items is None else config.exclude_window_items
+    if config.exclude_window_items is None:
+        return config.loss in WINDOW_EXCLUDING_LOSSES
+    return config.exclude_window_items
 
 
 def sequence_loss(config: SequentialConfig, num_items: int, train: Interactions) -> ItemLoss:
@@ -184,9 +190,10 @@ class SequentialRecommender(NeuralRecommender):
         super().__init__(config, **overrides)
         c = self.config
         self.uses_time = c.time_inputs
-        if c.exclude_window_items and c.loss != "ce":
+        if c.exclude_window_items and c.loss not in WINDOW_EXCLUDING_LOSSES:
             raise ConfigError(
-                f"the 'exclude_window_items' parameter of {type(c).__name__} needs loss='ce'; got loss={c.loss!r}"
+                f"the 'exclude_window_items' parameter of {type(c).__name__} needs loss 'ce' or 'sampled'; "
+                f"got loss={c.loss!r}"
             )
 
     # ------------------------------------------------------------------ training

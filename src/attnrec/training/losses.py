@@ -7,8 +7,9 @@ Every loss is called as ``loss(hidden, targets, item_weight, generator)`` with
 * ``item_weight``: ``(V + 1, D)`` output item embeddings (row 0 = padding, never a candidate),
 * ``generator``: the ``torch.Generator`` negatives are drawn from (seeded by the trainer),
 
-and returns the mean loss over the ``N`` targets. The full cross-entropy also takes ``exclude``, ``(N, W)`` item
-indices (0 = none) that are not negatives of that target (the target itself always stays in its softmax).
+and returns the mean loss over the ``N`` targets. The full and the sampled cross-entropy also take ``exclude``,
+``(N, W)`` item indices (0 = none) that are not negatives of that target (the target itself always stays in its
+softmax).
 Available (``make_loss``):
 
 * ``"ce"``: full softmax cross-entropy over all items (SASRec+, Klenitskiy & Vasilev, RecSys 2023), computed
@@ -17,7 +18,8 @@ Available (``make_loss``):
   user's own past and future items), as the SASRec+ variant of Klenitskiy & Vasilev whose 3,000 negatives are
   drawn from outside the sequence.
 * ``"sampled"``: sampled softmax with ``num_negatives`` negatives shared by the batch, drawn uniformly or
-  by popularity with the logQ correction (Yi et al., RecSys 2019); accidental hits are masked.
+  by popularity with the logQ correction (Yi et al., RecSys 2019); accidental hits are masked, and so are the
+  ``exclude`` items of each target.
 * ``"bce"``: the original SASRec loss, binary cross-entropy with one uniform negative per position.
 * ``"gbce"``: generalised BCE of gSASRec (Petrov & Macdonald, RecSys 2023): ``num_negatives`` negatives and
   the positive probability raised to ``beta = alpha * (t * (1 - 1/alpha) + 1/alpha)``, ``alpha = K / (V - 1)``.
@@ -48,9 +50,11 @@ class ItemLoss(Protocol):
 
 
 class _SampledLoss:
-    """Base of the losses with sampled negatives: they take no ``exclude`` (only the full cross-entropy does)."""
+    """Base of the losses with sampled negatives: they take no ``exclude`` unless ``takes_exclude`` (the full
+    cross-entropy and the sampled softmax do)."""
 
     name: str
+    takes_exclude = False
 
     def __call__(
         self,
@@ -60,11 +64,19 @@ class _SampledLoss:
         generator: torch.Generator,
         exclude: Tensor | None = None,
     ) -> Tensor:
-        if exclude is not None:
-            raise ValueError(f"the {self.name!r} loss does not take 'exclude' (only the full cross-entropy 'ce' does)")
-        return self._loss(hidden, targets, item_weight, generator)
+        if exclude is not None and not self.takes_exclude:
+            raise ValueError(
+                f"the {self.name!r} loss does not take 'exclude' (only 'ce' and 'sampled' do); got an exclude tensor"
+            )
+        if exclude is not None and (exclude.ndim != 2 or exclude.shape[0] != hidden.shape[0]):
+            raise ValueError(
+                f"exclude must have shape (N, W) with N = {hidden.shape[0]} targets; got {tuple(exclude.shape)}"
+            )
+        return self._loss(hidden, targets, item_weight, generator, exclude)
 
-    def _loss(self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator) -> Tensor:
+    def _loss(
+        self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator, exclude: Tensor | None
+    ) -> Tensor:
         raise NotImplementedError
 
 
@@ -227,10 +239,28 @@ class _NegativeSampler:
         return self.probs[items - 1].log()
 
 
+def excluded_negatives(negs: Tensor, exclude: Tensor, num_items: int) -> Tensor:
+    """``(N, K)`` booleans: whether negative ``negs[k]`` is among row ``n``'s ``exclude`` items (0 = none).
+
+    Built without an ``(N, W, K)`` comparison: each distinct negative gets a column (1..U), ``exclude`` is looked
+    up in a ``(V + 1,)`` table of those columns and scattered into an ``(N, U + 1)`` mask (column 0 collects the
+    items that are no negative), which is then read for every (possibly repeated) negative."""
+    uniq, inverse = torch.unique(negs, return_inverse=True)
+    column = torch.zeros(num_items + 1, dtype=torch.long, device=negs.device)
+    column[uniq] = torch.arange(1, uniq.numel() + 1, device=negs.device)
+    mask = torch.zeros(exclude.shape[0], uniq.numel() + 1, dtype=torch.bool, device=negs.device)
+    mask.scatter_(1, column[exclude], True)
+    return mask[:, 1:][:, inverse]
+
+
 class SampledSoftmax(_SampledLoss):
-    """Softmax over the positive and ``num_negatives`` negatives shared by the batch (logQ-corrected)."""
+    """Softmax over the positive and ``num_negatives`` negatives shared by the batch (logQ-corrected).
+
+    ``exclude``: optional ``(N, W)`` item indices (0 = none); a sampled negative among a target's excluded items
+    is left out of that target's softmax, as the full cross-entropy leaves them out."""
 
     name = "sampled"
+    takes_exclude = True
 
     def __init__(
         self, num_items: int, num_negatives: int, sampling: str = "uniform", item_counts: np.ndarray | None = None
@@ -238,14 +268,19 @@ class SampledSoftmax(_SampledLoss):
         self.sampler = _NegativeSampler(num_items, sampling, item_counts)
         self.num_negatives = num_negatives
 
-    def _loss(self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator) -> Tensor:
+    def _loss(
+        self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator, exclude: Tensor | None
+    ) -> Tensor:
         negs = self.sampler.sample((self.num_negatives,), generator, hidden.device)  # (K,)
         pos = (hidden * item_weight[targets]).sum(-1, keepdim=True)  # (N, 1)
         neg = hidden @ item_weight[negs].T  # (N, K)
         if self.sampler.probs is not None:  # logQ correction; a constant for uniform sampling
             pos = pos - self.sampler.log_q(targets)[:, None].to(pos.dtype)
             neg = neg - self.sampler.log_q(negs)[None, :].to(neg.dtype)
-        neg = neg.masked_fill(negs[None, :] == targets[:, None], float("-inf"))
+        hit = negs[None, :] == targets[:, None]
+        if exclude is not None:
+            hit = hit | excluded_negatives(negs, exclude, self.sampler.num_items)
+        neg = neg.masked_fill(hit, float("-inf"))
         logits = torch.cat([pos, neg], dim=1).float()
         return -logits.log_softmax(dim=1)[:, 0].mean()
 
@@ -258,7 +293,9 @@ class BinaryCrossEntropy(_SampledLoss):
     def __init__(self, num_items: int) -> None:
         self.sampler = _NegativeSampler(num_items, "uniform", None)
 
-    def _loss(self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator) -> Tensor:
+    def _loss(
+        self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator, exclude: Tensor | None
+    ) -> Tensor:
         negs = self.sampler.sample((targets.shape[0],), generator, hidden.device)
         pos = (hidden * item_weight[targets]).sum(-1).float()
         neg = (hidden * item_weight[negs]).sum(-1).float()
@@ -286,7 +323,9 @@ class GeneralisedBCE(_SampledLoss):
         self.num_negatives = num_negatives
         self.beta = gbce_beta(num_items, num_negatives, t)
 
-    def _loss(self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator) -> Tensor:
+    def _loss(
+        self, hidden: Tensor, targets: Tensor, item_weight: Tensor, generator: torch.Generator, exclude: Tensor | None
+    ) -> Tensor:
         negs = self.sampler.sample((self.num_negatives,), generator, hidden.device)
         pos = (hidden * item_weight[targets]).sum(-1).float()
         neg = (hidden @ item_weight[negs].T).float()
