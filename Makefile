@@ -58,10 +58,10 @@ bench-docs: $(STAMP)
 			mkdir -p runs/bench/sequential/cells && cp -rn runs/bench/fusion/cells/. runs/bench/sequential/cells/; \
 		fi; \
 		$(VENV)/bin/attnrec benchmark --config $$config --out runs/bench/$$name \
-			--update-docs docs/benchmarks.md || exit 1; \
+			--record benchmarks/results/$$name --update-docs docs/benchmarks.md || exit 1; \
 	done
 	$(PY) benchmarks/cold_start.py --datasets ml-100k ml-1m --seeds 0,1,2 \
-		--models content popularity din autoint --cache runs/bench/cold-start \
+		--models content popularity din autoint --cache benchmarks/results/cold-start \
 		--update-docs docs/benchmarks.md --section cold-start
 
 clean:

@@ -22,6 +22,7 @@ from attnrec.data.synthetic import make_synthetic
 from attnrec.errors import ConfigError
 from attnrec.evaluation.benchmark import (
     CELL_JSON,
+    PER_USER_NPZ,
     CellTimeoutError,
     parse_benchmark_config,
     plan_benchmark,
@@ -33,6 +34,7 @@ from attnrec.evaluation.report import bootstrap_ci, update_docs_section
 
 runner = CliRunner()
 PNG = b"\x89PNG\r\n\x1a\n"
+PER_USER = PER_USER_NPZ
 
 CONFIG = """
 name = "tiny"
@@ -551,3 +553,78 @@ def test_a_cell_evaluates_its_test_split_once_and_keeps_its_per_user_metrics(
     assert fresh is not None
     np.testing.assert_array_equal(fresh["users"], arrays["users"])
     np.testing.assert_allclose(fresh["ndcg@10"], arrays["ndcg@10"], rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------- records
+def test_a_record_rewrites_the_report_on_a_fresh_machine_and_new_cells_extend_it(
+    bench: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    record = bench / "results"
+    docs = bench / "benchmarks.md"
+    docs.write_text("<!-- benchmark:tiny -->\n<!-- /benchmark:tiny -->\n", encoding="utf-8")
+    first = Counter(monkeypatch)
+    assert _run(bench, "--record", str(record), "--update-docs", str(docs)).exit_code == 0
+    assert len(first.calls) == 4
+    section = docs.read_text(encoding="utf-8")
+    assert f"--record {record}" in section
+    report = json.loads((bench / "out" / "report" / "report.json").read_text())
+    recorded = sorted(p.relative_to(record) for p in record.rglob("*") if p.is_file())
+    names = {p.name for p in recorded}
+    assert {"benchmark_cell.json", "metrics.json", "config.json", PER_USER} <= names
+    assert names <= {"benchmark_cell.json", "metrics.json", "config.json", "history.csv", PER_USER}  # no model
+    assert len(list(record.rglob(CELL_JSON))) == 4
+    assert any(p.suffix == ".safetensors" for p in (bench / "out").rglob("*"))  # the cell folders have them
+    cell = record / "cells" / "synth" / "als" / "seed-1"
+    np.testing.assert_array_equal(
+        np.load(cell / PER_USER)["ndcg@10"],
+        np.load(bench / "out" / "cells" / "synth" / "als" / "seed-1" / PER_USER)["ndcg@10"],
+    )
+
+    shutil.rmtree(bench / "out")  # a fresh clone: the record only
+    second = Counter(monkeypatch)
+    assert _run(bench, "--record", str(record), "--update-docs", str(docs)).exit_code == 0
+    assert second.calls == []
+    assert docs.read_text(encoding="utf-8") == section  # byte for byte
+    again = json.loads((bench / "out" / "report" / "report.json").read_text())
+    assert again["datasets"] == report["datasets"]  # means, sds, CIs and paired tests from the recorded arrays
+    marker = json.loads((bench / "out" / "cells" / "synth" / "als" / "seed-1" / CELL_JSON).read_text())
+    assert marker["restored_from"] == str(cell)
+
+    # a changed hyperparameter computes that model's cells only, and the record follows
+    (bench / "bench.toml").write_text(CONFIG.replace("iterations = 3", "iterations = 4"), encoding="utf-8")
+    third = Counter(monkeypatch)
+    assert _run(bench, "--record", str(record)).exit_code == 0
+    assert sorted(Path(c).relative_to(bench / "out" / "cells" / "synth").as_posix() for c in third.calls) == [
+        "als/seed-1",
+        "als/seed-2",
+    ]
+    assert (
+        json.loads((cell / CELL_JSON).read_text())["key"]
+        == json.loads((bench / "out" / "cells" / "synth" / "als" / "seed-1" / CELL_JSON).read_text())["key"]
+        != marker["key"]
+    )
+
+
+def test_an_existing_out_is_recorded_by_report_only_and_a_restored_member_cannot_feed_a_fusion(
+    bench: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    (bench / "bench.toml").write_text(FUSION_CONFIG, encoding="utf-8")
+    assert _run(bench).exit_code == 0  # computed without a record
+    record = bench / "results"
+    assert _run(bench, "--report-only", "--record", str(record)).exit_code == 0
+    assert len(list(record.rglob(CELL_JSON))) == 6
+    shutil.rmtree(bench / "out")
+    (bench / "bench.toml").write_text(FUSION_CONFIG.replace("grid_points = 5", "grid_points = 7"), encoding="utf-8")
+    calls = Counter(monkeypatch)
+    result = _run(bench, "--record", str(record))
+    assert result.exit_code == 2 and calls.calls == []
+    assert "member cell synth/popularity/seed-1 was restored from a benchmark record without its model" in (
+        result.stderr
+    )
+    report = json.loads((bench / "out" / "report" / "report.json").read_text())
+    models = report["datasets"]["synth"]["models"]
+    assert models["als"]["seeds"] == [1, 2] and models["blend"]["seeds"] == []

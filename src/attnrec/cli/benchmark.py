@@ -40,6 +40,8 @@ class BenchmarkArgs:
     """Write the report (and the docs section) from the cells already finished; compute none."""
     only: tuple[str, ...] = ()
     """``DATASET`` or ``DATASET/LABEL`` selectors: compute only those cells (config form); empty = all."""
+    record: Path | None = None
+    """The benchmark's record (``attnrec.evaluation.record``): restored into ``--out`` first, kept up to date."""
 
 
 def selected_cells(plan: Any, only: tuple[str, ...]) -> list[Any]:
@@ -195,7 +197,15 @@ def run_benchmark(log: o.LogOptions, args: BenchmarkArgs, out_console: Console, 
     if args.section is not None and args.update_docs is None:
         raise ConfigError("--section names the docs section that --update-docs FILE rewrites: give --update-docs")
 
-    outcomes = {} if args.report_only else _run_cells(plan, args, err_console, flat=flat)
+    if args.record is not None:
+        from attnrec.evaluation.record import sync_record
+
+        restored, saved = sync_record(plan.cells, out, args.record)
+        if not (args.quiet or args.json_out):
+            err_console.print(
+                f"record {args.record}: {restored} cells restored into {out}, {saved} cells recorded", highlight=False
+            )
+    outcomes = {} if args.report_only else _run_cells(plan, args, err_console, flat=flat, out=out)
     report = build_report(plan, outcomes, command=args.command)
     folder = write_report(report, out, source=plan.source)
     if args.update_docs is not None:
@@ -245,6 +255,8 @@ def _docs_command(args: BenchmarkArgs, out: Path, section: str, threads: int | N
     else:  # the one-dataset form: its own words
         return args.command
     parts += ["--out", str(out)]
+    if args.record is not None:
+        parts += ["--record", str(args.record)]
     if threads is not None:
         parts += ["--threads", str(threads)]
     if args.device is not None:
@@ -253,7 +265,7 @@ def _docs_command(args: BenchmarkArgs, out: Path, section: str, threads: int | N
     return shlex.join(parts)
 
 
-def _run_cells(plan: Any, args: BenchmarkArgs, err_console: Console, *, flat: bool) -> dict[str, Any]:
+def _run_cells(plan: Any, args: BenchmarkArgs, err_console: Console, *, flat: bool, out: Path) -> dict[str, Any]:
     from attnrec.cli.main import _max_epochs, _TrainReporter
     from attnrec.cli.progress import RichProgress
     from attnrec.errors import AttnRecError
@@ -305,6 +317,10 @@ def _run_cells(plan: Any, args: BenchmarkArgs, err_console: Console, *, flat: bo
                     outcome = CellOutcome(cell, "failed", False, 0.0, message)
                 if not outcome.skipped:
                     shown_data.add(cell.dataset)
+                    if args.record is not None and outcome.status != "failed":
+                        from attnrec.evaluation.record import save_cell
+
+                        save_cell(cell, out, args.record)  # at once: an interrupted run keeps it recorded
                 outcomes[cell.name] = outcome
                 done += 1
                 if not outcome.skipped:

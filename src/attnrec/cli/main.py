@@ -591,6 +591,14 @@ def benchmark(
             "cells are reported as found on disk)."
         ),
     ] = None,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            help="The benchmark's record: the light files of its finished cells (results, not models). Cells not "
+            "finished under --out are restored from it first; cells computed here are added to it "
+            "(docs/training.md, 'Benchmark records')."
+        ),
+    ] = None,
     device: o.Device = None,
 ) -> None:
     """Train and evaluate several models on one dataset (same data options and split) and print a table; or,
@@ -612,6 +620,7 @@ def benchmark(
         quiet=quiet,
         report_only=report_only,
         only=tuple(only or ()),
+        record=record,
         device=device,
         command=command_line(ctx),
     )

@@ -545,6 +545,11 @@ def run_cell(
             raise ConfigError(
                 f"{cell.name}: member cell {need.name} has no finished run ({state}); it must finish first"
             )
+        if (found_need or {}).get("restored_from"):  # attnrec.evaluation.record.RESTORED_KEY
+            raise ConfigError(
+                f"{cell.name}: member cell {need.name} was restored from a benchmark record without its model "
+                f"({need.folder}); remove that folder and run the benchmark again to compute it here"
+            )
     folder = cell.folder
     continuing = False
     if folder.exists():
