@@ -79,8 +79,11 @@ def test_every_neural_model_shares_the_training_parameter_names() -> None:
     for name in neural:
         fields = get_model_class(name).config_class.model_fields
         assert shared <= set(fields), f"{name} lacks {sorted(shared - set(fields))}"
-        for key in shared:  # same meaning: same type annotation everywhere
-            assert fields[key].annotation == NeuralConfig.model_fields[key].annotation, (name, key)
+        for key in shared:  # same meaning: same type annotation everywhere, or "| None" for a data rule
+            ann = NeuralConfig.model_fields[key].annotation
+            if fields[key].annotation != ann:
+                assert fields[key].annotation == ann | None, (name, key)
+                assert "None: a rule from the data" in (fields[key].description or ""), (name, key)
 
 
 def test_devices_are_validated_and_cpu_inference_matches(tmp_path: Path) -> None:
@@ -130,3 +133,35 @@ def test_data_rules_fill_the_fields_left_at_none_and_are_recorded(tmp_path: Path
     assert refit.config.dropout == SPARSE_DROPOUT
     given = SASRec({**TINY, "dropout": 0.1}).fit(sparse, options=TrainingOptions(seed=0, threads=1))
     assert given.config.dropout == 0.1 and given.train_info_["data_rules"] == {}
+
+
+def test_batch_size_rule_keeps_enough_steps_per_epoch_on_small_logs(tmp_path: Path) -> None:
+    import math
+
+    from attnrec.models.bert4rec import BERT4Rec
+    from attnrec.models.narm import NARM
+    from attnrec.models.sequential import MIN_RULE_BATCH, MIN_STEPS_PER_EPOCH, small_data_batch_size
+
+    for windows in (7_068, 22_363):  # ML-1M, Amazon Beauty: the base batch stays
+        assert small_data_batch_size(windows, 64)[0] == 64
+    assert small_data_batch_size(22_363, 128)[0] == 128
+    for windows, base in ((1_100, 64), (1_100, 128), (960, 64), (7_068, 128)):  # LastFM, ML-100K, ...
+        size, why = small_data_batch_size(windows, base)
+        assert size < base and (math.ceil(windows / size) >= MIN_STEPS_PER_EPOCH or size == MIN_RULE_BATCH)
+        assert math.ceil(windows / (2 * size)) < MIN_STEPS_PER_EPOCH  # the largest batch that gives enough steps
+        assert f"{windows:,} training windows" in why and f"at {size}" in why
+    assert small_data_batch_size(10, 64) == (MIN_RULE_BATCH, small_data_batch_size(10, 64)[1])  # never below 16
+    assert SASRec.config_class.base_batch_size == 64
+    # NARM and BERT4Rec keep fixed defaults (the rule was measured on SASRec only)
+    assert NARM().config.batch_size == 64 and BERT4Rec().config.batch_size == 128
+
+    data = planted_sequences(num_users=120, num_items=12, length=8, seed=0)  # 120 windows of 8 items
+    rows: list[dict[str, object]] = []
+    auto = {k: v for k, v in TINY.items() if k != "batch_size"}
+    model = SASRec(auto).fit(data, options=TrainingOptions(seed=0, threads=1, log=rows.append))
+    assert model.requested_config_.batch_size is None and model.config.batch_size == MIN_RULE_BATCH
+    assert model.train_info_["data_rules"]["batch_size"]["value"] == MIN_RULE_BATCH
+    assert "120 training windows" in model.train_info_["data_rules"]["batch_size"]["why"]
+    assert Recommender.load(model.save(tmp_path / "m")).config.batch_size == MIN_RULE_BATCH
+    given = SASRec(TINY).fit(data, options=TrainingOptions(seed=0, threads=1))
+    assert given.config.batch_size == 16 and "batch_size" not in given.train_info_.get("data_rules", {})

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol, Self
+from typing import Any, ClassVar, Literal, Protocol, Self
 
 import numpy as np
 import torch
@@ -96,6 +96,15 @@ class SequentialConfig(NeuralConfig):
         description="Extra training windows every this many items for histories longer than "
         "max_seq_len + 1 (None: max_seq_len, non-overlapping windows; 0: only the most recent window).",
     )
+    batch_size: int | None = Field(  # type: ignore[assignment]
+        None,
+        ge=1,
+        description="Training windows per step (None: a rule from the data, models.sequential.small_data_batch_size: "
+        "the model's base batch, halved down to 16 while an epoch would have fewer than 64 steps; models with "
+        "a fixed default do not use it).",
+    )
+    base_batch_size: ClassVar[int] = 64
+    """The batch ``batch_size=None`` starts from (each model's own; the rule only ever makes it smaller)."""
     batch_tokens: int | None = Field(
         None,
         ge=1,
@@ -128,6 +137,34 @@ def sparse_dropout(train: Interactions) -> tuple[float, str]:
         reason = f"{per_item:.1f} training events per item (< {SPARSE_EVENTS_PER_ITEM:g}: sparse catalogue)"
         return SPARSE_DROPOUT, reason
     return DENSE_DROPOUT, f"{per_item:.1f} training events per item (>= {SPARSE_EVENTS_PER_ITEM:g})"
+
+
+MIN_STEPS_PER_EPOCH, MIN_RULE_BATCH = 64, 16
+
+
+def small_data_batch_size(num_windows: int, base: int) -> tuple[int, str]:
+    """The data rule for ``batch_size``: ``base`` windows per step, halved (not below 16) while an epoch of
+    ``num_windows`` windows would have fewer than 64 steps (with its reason). A few hundred optimiser steps over
+    a small log leave a model under-trained (LastFM: 1,100 windows, 17 steps per epoch at 64, so 510 steps in 30
+    epochs, 200 of them warm-up; SASRec's validation NDCG@10 0.0374 at 64, 0.0468 at 16), and on data
+    with enough windows per epoch the rule keeps ``base``."""
+    size = base
+    while size > MIN_RULE_BATCH and num_windows < MIN_STEPS_PER_EPOCH * size:
+        size //= 2
+    steps = math.ceil(num_windows / size)
+    if size == base:
+        return size, f"{num_windows:,} training windows: {steps} steps per epoch (>= {MIN_STEPS_PER_EPOCH})"
+    return size, (
+        f"{num_windows:,} training windows: {math.ceil(num_windows / base)} steps per epoch at {base}, "
+        f"{steps} at {size} (>= {MIN_STEPS_PER_EPOCH}, or {MIN_RULE_BATCH} per step)"
+    )
+
+
+def resolved_batch_size(config: SequentialConfig, num_windows: int) -> int:
+    """``batch_size`` with None resolved by :func:`small_data_batch_size`."""
+    if config.batch_size is not None:
+        return config.batch_size
+    return small_data_batch_size(num_windows, type(config).base_batch_size)[0]
 
 
 def resolved_sliding_window_step(config: SequentialConfig) -> int:
@@ -169,7 +206,7 @@ def sequence_batches(
         inputs,
         targets,
         lengths,
-        batch_size=config.batch_size,
+        batch_size=resolved_batch_size(config, len(inputs)),
         batch_tokens=config.batch_tokens,
         length_bucketing=config.length_bucketing,
         extra=gaps,
@@ -232,7 +269,7 @@ class SequentialRecommender(NeuralRecommender):
         gaps = self.gap_windows(train) if c.time_inputs else None
         self._train_windows = (len(inputs), int(lengths.sum()))
         if c.batch_tokens is None:
-            num_batches = math.ceil(len(inputs) / c.batch_size)
+            num_batches = math.ceil(len(inputs) / resolved_batch_size(c, len(inputs)))
         else:
             num_batches = max(1, math.ceil(int(lengths.sum()) / c.batch_tokens))
         return sequence_batches(c, inputs, targets, lengths, gaps), num_batches  # type: ignore[return-value]
@@ -255,6 +292,11 @@ class SequentialRecommender(NeuralRecommender):
         rules: dict[str, tuple[Any, str]] = {}
         if config.dropout is None:
             rules["dropout"] = sparse_dropout(train)
+        if config.batch_size is None:
+            inputs, _ = training_windows(
+                train.sequences()[1:], config.max_seq_len, resolved_sliding_window_step(config)
+            )
+            rules["batch_size"] = small_data_batch_size(len(inputs), type(config).base_batch_size)
         return rules
 
     def training_info(self, train: Interactions) -> dict[str, Any]:
