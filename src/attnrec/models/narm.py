@@ -53,7 +53,6 @@ class NARMConfig(SequentialConfig):
         0.5, ge=0, lt=1, description="Dropout on [h_t; c_local] before the projection B (the paper's 0.5)."
     )
     lr: float = Field(2e-3, gt=0, description="Peak AdamW learning rate.")
-    batch_size: int = Field(64, ge=1, description="Training windows per step.")
     epochs: int = Field(
         100, ge=1, description="Maximum training epochs (early stopping usually ends training much sooner)."
     )
