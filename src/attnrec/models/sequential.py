@@ -29,6 +29,15 @@ from torch import Tensor, nn
 
 from attnrec.data.interactions import Interactions
 from attnrec.errors import ConfigError
+from attnrec.models._data_rules import (  # noqa: F401  (re-exported: models.sequential.* in docs and tests)
+    DENSE_DROPOUT,
+    MIN_RULE_BATCH,
+    MIN_STEPS_PER_EPOCH,
+    SPARSE_DROPOUT,
+    SPARSE_EVENTS_PER_ITEM,
+    small_data_batch_size,
+    sparse_dropout,
+)
 from attnrec.training.losses import ItemLoss, make_loss
 from attnrec.training.neural import NeuralConfig, NeuralRecommender
 from attnrec.training.options import TrainingOptions
@@ -119,44 +128,6 @@ class SequentialConfig(NeuralConfig):
         description="Add an embedding of the time since the previous event (log-scale buckets, "
         "training.sequences.gap_buckets) to each history item; needs timestamps in the log. Histories given "
         "without times (explicit anonymous histories, explanations) read every gap as unknown.",
-    )
-
-
-SPARSE_EVENTS_PER_ITEM = 50.0
-"""Below this many training events per item, the catalogue is sparse: each item embedding is seen too rarely
-to carry the ML-1M amount of capacity without overfitting (Amazon Beauty and LastFM have ~15, ML-1M ~290)."""
-
-
-SPARSE_DROPOUT, DENSE_DROPOUT = 0.5, 0.2
-
-
-def sparse_dropout(train: Interactions) -> tuple[float, str]:
-    """The data rule for ``dropout``: 0.5 on sparse catalogues, 0.2 elsewhere (with its reason)."""
-    per_item = len(train) / max(train.num_items, 1)
-    if per_item < SPARSE_EVENTS_PER_ITEM:
-        reason = f"{per_item:.1f} training events per item (< {SPARSE_EVENTS_PER_ITEM:g}: sparse catalogue)"
-        return SPARSE_DROPOUT, reason
-    return DENSE_DROPOUT, f"{per_item:.1f} training events per item (>= {SPARSE_EVENTS_PER_ITEM:g})"
-
-
-MIN_STEPS_PER_EPOCH, MIN_RULE_BATCH = 64, 16
-
-
-def small_data_batch_size(num_windows: int, base: int) -> tuple[int, str]:
-    """The data rule for ``batch_size``: ``base`` windows per step, halved (not below 16) while an epoch of
-    ``num_windows`` windows would have fewer than 64 steps (with its reason). A few hundred optimiser steps over
-    a small log leave a model under-trained (LastFM: 1,100 windows, 17 steps per epoch at 64, so 510 steps in 30
-    epochs, 200 of them warm-up; SASRec's validation NDCG@10 0.0374 at 64, 0.0468 at 16), and on data
-    with enough windows per epoch the rule keeps ``base``."""
-    size = base
-    while size > MIN_RULE_BATCH and num_windows < MIN_STEPS_PER_EPOCH * size:
-        size //= 2
-    steps = math.ceil(num_windows / size)
-    if size == base:
-        return size, f"{num_windows:,} training windows: {steps} steps per epoch (>= {MIN_STEPS_PER_EPOCH})"
-    return size, (
-        f"{num_windows:,} training windows: {math.ceil(num_windows / base)} steps per epoch at {base}, "
-        f"{steps} at {size} (>= {MIN_STEPS_PER_EPOCH}, or {MIN_RULE_BATCH} per step)"
     )
 
 
