@@ -596,7 +596,7 @@ def benchmark(
         typer.Option(
             help="The benchmark's record: the light files of its finished cells (results, not models). Cells not "
             "finished under --out are restored from it first; cells computed here are added to it "
-            "(docs/training.md, 'Benchmark records')."
+            "(docs/contracts.md, 'Benchmark record')."
         ),
     ] = None,
     device: o.Device = None,
