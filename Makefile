@@ -51,13 +51,16 @@ bench-sasrec: $(STAMP)
 
 # every generated table of docs/benchmarks.md, one config per table (finished cells are reused)
 # (sequential.toml runs after fusion.toml and starts from its finished cells: same SASRec and EASE configurations)
+# cells computed side by side (each with the config's threads divided among them): `make bench-docs BENCH_JOBS=8`
+BENCH_JOBS ?= 2
+
 bench-docs: $(STAMP)
 	for config in benchmarks/configs/*.toml; do \
 		name=$$(basename $$config .toml); \
 		if [ $$name = sequential ] && [ -d runs/bench/fusion/cells ]; then \
 			mkdir -p runs/bench/sequential/cells && cp -rn runs/bench/fusion/cells/. runs/bench/sequential/cells/; \
 		fi; \
-		$(VENV)/bin/attnrec benchmark --config $$config --out runs/bench/$$name \
+		$(VENV)/bin/attnrec benchmark --config $$config --out runs/bench/$$name --jobs $(BENCH_JOBS) \
 			--record benchmarks/results/$$name --update-docs docs/benchmarks.md || exit 1; \
 	done
 	$(PY) benchmarks/cold_start.py --datasets ml-100k ml-1m --seeds 0,1,2 \

@@ -42,6 +42,10 @@ class BenchmarkArgs:
     """``DATASET`` or ``DATASET/LABEL`` selectors: compute only those cells (config form); empty = all."""
     record: Path | None = None
     """The benchmark's record (``attnrec.evaluation.record``): restored into ``--out`` first, kept up to date."""
+    jobs: int = 1
+    """Cells computed side by side, each by a worker process (config form; ``attnrec.cli.benchmark_jobs``)."""
+    threads: int | None = None
+    """``--threads`` as given (``None``: the config's): with ``jobs`` > 1, the threads of each worker."""
 
 
 def selected_cells(plan: Any, only: tuple[str, ...]) -> list[Any]:
@@ -194,6 +198,13 @@ def run_benchmark(log: o.LogOptions, args: BenchmarkArgs, out_console: Console, 
         out = args.out
         plan = plan_benchmark(config, out, flat=True, device=args.device, where="benchmark")
         flat = True
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1 (cells computed side by side); got {args.jobs}")
+    if args.jobs > 1 and flat:
+        raise ConfigError(
+            "--jobs computes the cells of a --config benchmark side by side; the one-dataset form runs "
+            "its models one after the other"
+        )
     if args.section is not None and args.update_docs is None:
         raise ConfigError("--section names the docs section that --update-docs FILE rewrites: give --update-docs")
 
@@ -268,8 +279,7 @@ def _docs_command(args: BenchmarkArgs, out: Path, section: str, threads: int | N
 def _run_cells(plan: Any, args: BenchmarkArgs, err_console: Console, *, flat: bool, out: Path) -> dict[str, Any]:
     from attnrec.cli.main import _max_epochs, _TrainReporter
     from attnrec.cli.progress import RichProgress
-    from attnrec.errors import AttnRecError
-    from attnrec.evaluation.benchmark import CellOutcome, is_finished, run_cell
+    from attnrec.evaluation.benchmark import CellOutcome, is_finished
 
     cells = selected_cells(plan, args.only)
     total = len(cells)
@@ -282,6 +292,10 @@ def _run_cells(plan: Any, args: BenchmarkArgs, err_console: Console, *, flat: bo
             f"{len(plan.config.models)} models x {len(plan.config.seeds)} seeds){chosen}, {finished} already finished",
             highlight=False,
         )
+    if args.jobs > 1:
+        from attnrec.cli.benchmark_jobs import run_jobs
+
+        return run_jobs(plan, cells, args, err_console, out=out, show=show)
     outcomes: dict[str, CellOutcome] = {}
     computed: list[float] = []
     done = 0
@@ -294,33 +308,17 @@ def _run_cells(plan: Any, args: BenchmarkArgs, err_console: Console, *, flat: bo
                 if show and not is_finished(cell):
                     reporter.max_epochs = _max_epochs(cell.run_config)
                 first_of_dataset = show and cell.dataset not in shown_data
-                try:
-                    outcome = run_cell(
-                        cell,
-                        resume=args.resume,
-                        replace_stale=not flat,
-                        progress=progress,
-                        on_data_loaded=reporter.data_loaded if first_of_dataset else None,
-                        on_epoch=reporter.epoch,
-                        time_guard=alarm_guard,
-                    )
-                except KeyboardInterrupt:
-                    raise
-                except AttnRecError as exc:
-                    if flat:
-                        raise
-                    outcome = CellOutcome(cell, "failed", False, 0.0, " ".join(str(exc).split()))
-                except Exception as exc:  # a bug in one cell: the others still run, the report says which
-                    if flat:
-                        raise
-                    message = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-                    outcome = CellOutcome(cell, "failed", False, 0.0, message)
+                outcome = compute_cell(
+                    cell,
+                    args,
+                    out,
+                    progress=progress,
+                    reporter=reporter,
+                    flat=flat,
+                    show_data=first_of_dataset,
+                )
                 if not outcome.skipped:
                     shown_data.add(cell.dataset)
-                    if args.record is not None and outcome.status != "failed":
-                        from attnrec.evaluation.record import save_cell
-
-                        save_cell(cell, out, args.record)  # at once: an interrupted run keeps it recorded
                 outcomes[cell.name] = outcome
                 done += 1
                 if not outcome.skipped:
@@ -340,7 +338,42 @@ def _run_cells(plan: Any, args: BenchmarkArgs, err_console: Console, *, flat: bo
     return outcomes
 
 
-def _cell_line(outcome: Any, done: int, total: int, computed: list[float], plan: Any) -> str:
+def compute_cell(
+    cell: Any, args: BenchmarkArgs, out: Path, *, progress: Any, reporter: Any, flat: bool, show_data: bool
+) -> Any:
+    """Compute one cell unless it is finished (:func:`attnrec.evaluation.benchmark.run_cell` under the cell's
+    time limit) and record it; an error of the cell is its outcome ``failed`` (the one-dataset form raises it)."""
+    from attnrec.errors import AttnRecError
+    from attnrec.evaluation.benchmark import CellOutcome, run_cell
+
+    try:
+        outcome = run_cell(
+            cell,
+            resume=args.resume,
+            replace_stale=not flat,
+            progress=progress,
+            on_data_loaded=reporter.data_loaded if show_data else None,
+            on_epoch=reporter.epoch,
+            time_guard=alarm_guard,
+        )
+    except KeyboardInterrupt:
+        raise
+    except AttnRecError as exc:
+        if flat:
+            raise
+        outcome = CellOutcome(cell, "failed", False, 0.0, " ".join(str(exc).split()))
+    except Exception as exc:  # a bug in one cell: the others still run, the report says which
+        if flat:
+            raise
+        outcome = CellOutcome(cell, "failed", False, 0.0, f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+    if not outcome.skipped and args.record is not None and outcome.status != "failed":
+        from attnrec.evaluation.record import save_cell
+
+        save_cell(cell, out, args.record)  # at once: an interrupted run keeps it recorded
+    return outcome
+
+
+def _cell_line(outcome: Any, done: int, total: int, computed: list[float], plan: Any, *, jobs: int = 1) -> str:
     from attnrec.cli.main import _duration
 
     cell = outcome.cell
@@ -356,7 +389,7 @@ def _cell_line(outcome: Any, done: int, total: int, computed: list[float], plan:
         text = f"failed: {outcome.message}"
     left = total - done
     if left and computed:
-        text += f"; about {_duration(left * sum(computed) / len(computed))} left ({left} cells)"
+        text += f"; about {_duration(left * sum(computed) / len(computed) / jobs)} left ({left} cells)"
     return head + text
 
 

@@ -599,6 +599,13 @@ def benchmark(
             "(docs/contracts.md, 'Benchmark record')."
         ),
     ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            help="--config form: cells computed side by side, each by its own process with --threads threads "
+            "(default: the config's threads divided among the jobs); logs in OUT/jobs/.",
+        ),
+    ] = 1,
     device: o.Device = None,
 ) -> None:
     """Train and evaluate several models on one dataset (same data options and split) and print a table; or,
@@ -621,6 +628,8 @@ def benchmark(
         report_only=report_only,
         only=tuple(only or ()),
         record=record,
+        jobs=jobs,
+        threads=log.threads,
         device=device,
         command=command_line(ctx),
     )
