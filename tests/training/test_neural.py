@@ -131,8 +131,43 @@ def test_data_rules_fill_the_fields_left_at_none_and_are_recorded(tmp_path: Path
     assert loaded.config.dropout == DENSE_DROPOUT
     refit = model.fit(sparse, options=TrainingOptions(seed=0, threads=1))  # a refit derives it again
     assert refit.config.dropout == SPARSE_DROPOUT
-    given = SASRec({**TINY, "dropout": 0.1}).fit(sparse, options=TrainingOptions(seed=0, threads=1))
+    given = SASRec({**TINY, "dropout": 0.1, "weight_decay": 0.0}).fit(
+        sparse, options=TrainingOptions(seed=0, threads=1)
+    )
     assert given.config.dropout == 0.1 and given.train_info_["data_rules"] == {}
+
+
+def test_weight_decay_rule_decays_sparse_catalogues_and_reaches_the_optimizer() -> None:
+    from attnrec.models.bert4rec import BERT4Rec
+    from attnrec.models.narm import NARM
+    from attnrec.models.sequential import DENSE_WEIGHT_DECAY, SPARSE_WEIGHT_DECAY
+
+    sparse = planted_sequences(num_users=30, num_items=40, length=6, seed=0)  # 4.5 events per item
+    dense = planted_sequences(num_users=200, num_items=12, length=8, seed=0)  # 133 events per item
+    assert SASRec().config.weight_decay is None
+    assert NARM().config.weight_decay == BERT4Rec().config.weight_decay == 0.0  # the rule was measured for SASRec
+    seen: list[float] = []
+    decayed: list[list[torch.Tensor]] = []
+    real = torch.optim.AdamW
+
+    def adamw(groups: Any, **kwargs: Any) -> torch.optim.Optimizer:
+        seen.append(groups[0]["weight_decay"])  # the decayed group (weights and embeddings)
+        decayed.append(list(groups[0]["params"]))
+        return real(groups, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim, "AdamW", adamw)
+        for data, expected in ((sparse, SPARSE_WEIGHT_DECAY), (dense, DENSE_WEIGHT_DECAY)):
+            model = SASRec(TINY).fit(data, options=TrainingOptions(seed=0, threads=1))
+            assert model.requested_config_.weight_decay is None and model.config.weight_decay == expected
+            assert model.train_info_["data_rules"]["weight_decay"]["value"] == expected
+            assert "events per item" in model.train_info_["data_rules"]["weight_decay"]["why"]
+            assert seen[-1] == expected
+            item_table = model.net_.item_emb.weight  # type: ignore[union-attr]
+            assert any(p is item_table for p in decayed[-1])  # the item embeddings are decayed
+        given = SASRec({**TINY, "weight_decay": 0.3}).fit(sparse, options=TrainingOptions(seed=0, threads=1))
+        assert given.config.weight_decay == 0.3 and seen[-1] == 0.3
+        assert "weight_decay" not in given.train_info_["data_rules"]
 
 
 def test_batch_size_rule_keeps_enough_steps_per_epoch_on_small_logs(tmp_path: Path) -> None:

@@ -691,5 +691,26 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(result if isinstance(result, int) else 0)
 
 
+def _exit_torchrun_worker(code: object) -> None:
+    """Leave a ``torchrun`` worker process without the interpreter's teardown (when it is one).
+
+    With everything written and flushed, torch's C++ teardown of a worker of a multi-process job sometimes aborts
+    (``terminate called without an active exception``, SIGABRT, after the last Python frame: a thread still
+    joinable at exit); the launcher then reports the finished job as failed. Measured with 2 CPU processes
+    training SASRec (tests/cli/test_resume.py's settings): 5 of 22 runs with weight decay, none of 16 without."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    import logging
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    try:
+        main()
+    except SystemExit as exc:
+        _exit_torchrun_worker(exc.code)
+        raise

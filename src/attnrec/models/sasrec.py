@@ -48,6 +48,12 @@ class SASRecConfig(SequentialConfig):
     attn_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on attention probabilities (slow on CPU).")
     norm_first: bool = Field(True, description="Pre-LN blocks (true) or post-LN blocks (false, as in the paper).")
     lr: float = Field(2e-3, gt=0, description="Peak AdamW learning rate.")
+    weight_decay: float | None = Field(  # type: ignore[assignment]
+        None,
+        ge=0,
+        description="AdamW weight decay, not on biases and norms (None: a rule from the data, "
+        "models.sequential.sparse_weight_decay: 1.0 when the training events per item are few, else 0).",
+    )
     epochs: int = Field(30, ge=1, description="Maximum training epochs.")
     eval_every: int = Field(4, ge=1, description="Validate every this many epochs (needs validation data).")
     warmup_steps: int = Field(200, ge=0, description="Linear learning-rate warm-up steps.")
@@ -59,7 +65,7 @@ class SASRecConfig(SequentialConfig):
         "embed_dim": Choice((32, 64, 128)),
         "num_layers": IntRange(1, 3),
         "dropout": FloatRange(0.1, 0.6),
-        "weight_decay": Choice((0.0, 1e-3, 1e-2, 1e-1)),
+        "weight_decay": Choice((0.0, 0.01, 0.1, 0.3, 1.0, 3.0)),
     }
     """What `attnrec tune` searches (docs/training.md, "Hyperparameter search")."""
 

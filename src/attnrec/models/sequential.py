@@ -31,12 +31,15 @@ from attnrec.data.interactions import Interactions
 from attnrec.errors import ConfigError
 from attnrec.models._data_rules import (  # noqa: F401  (re-exported: models.sequential.* in docs and tests)
     DENSE_DROPOUT,
+    DENSE_WEIGHT_DECAY,
     MIN_RULE_BATCH,
     MIN_STEPS_PER_EPOCH,
     SPARSE_DROPOUT,
     SPARSE_EVENTS_PER_ITEM,
+    SPARSE_WEIGHT_DECAY,
     small_data_batch_size,
     sparse_dropout,
+    sparse_weight_decay,
 )
 from attnrec.training.losses import ItemLoss, make_loss
 from attnrec.training.neural import NeuralConfig, NeuralRecommender
@@ -263,6 +266,8 @@ class SequentialRecommender(NeuralRecommender):
         rules: dict[str, tuple[Any, str]] = {}
         if config.dropout is None:
             rules["dropout"] = sparse_dropout(train)
+        if config.weight_decay is None:  # a model whose default is the rule (SASRec)
+            rules["weight_decay"] = sparse_weight_decay(train)
         if config.batch_size is None:
             inputs, _ = training_windows(
                 train.sequences()[1:], config.max_seq_len, resolved_sliding_window_step(config)
