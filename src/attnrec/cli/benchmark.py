@@ -328,14 +328,20 @@ def _run_cells(plan: Any, args: BenchmarkArgs, err_console: Console, *, flat: bo
                     progress.console.print(_cell_line(outcome, done, total, computed, plan), highlight=False)
         except KeyboardInterrupt:
             if show:
-                left = sum(1 for c in cells if not is_finished(c))
-                progress.console.print(
-                    f"interrupted: {total - left} of {total} cells finished and kept; run the same command again "
-                    "to continue",
-                    highlight=False,
-                )
+                progress.console.print(interrupted_line(cells), highlight=False)
             raise
     return outcomes
+
+
+def interrupted_line(cells: list[Any]) -> str:
+    """What an interrupted benchmark says: how many of its ``cells`` are finished, and how to continue."""
+    from attnrec.evaluation.benchmark import is_finished
+
+    left = sum(1 for c in cells if not is_finished(c))
+    return (
+        f"interrupted: {len(cells) - left} of {len(cells)} cells finished and kept; run the same command again to "
+        "continue (--resume also continues an interrupted neural cell from its checkpoints)"
+    )
 
 
 def compute_cell(

@@ -108,7 +108,7 @@ def _outcome(cell: Any, proc: subprocess.Popen[bytes], log: Path, result: Path) 
 
 def run_jobs(plan: Any, cells: list[Any], args: Any, err_console: Console, *, out: Path, show: bool) -> dict[str, Any]:
     """Compute the unfinished ``cells`` with ``args.jobs`` workers side by side; returns every cell's outcome."""
-    from attnrec.cli.benchmark import _cell_line
+    from attnrec.cli.benchmark import _cell_line, interrupted_line
     from attnrec.cli.progress import RichProgress
     from attnrec.evaluation.benchmark import CellOutcome, is_finished, read_marker
 
@@ -172,12 +172,7 @@ def run_jobs(plan: Any, cells: list[Any], args: Any, err_console: Console, *, ou
         except KeyboardInterrupt:
             _stop(running)
             if show:
-                left = sum(1 for c in cells if not is_finished(c))
-                progress.console.print(
-                    f"interrupted: {total - left} of {total} cells finished and kept; run the same command again "
-                    "to continue (--resume continues the interrupted neural cells from their checkpoints)",
-                    highlight=False,
-                )
+                progress.console.print(interrupted_line(cells), highlight=False)
             raise
         finally:
             _stop(running)
