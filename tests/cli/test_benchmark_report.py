@@ -628,3 +628,20 @@ def test_an_existing_out_is_recorded_by_report_only_and_a_restored_member_cannot
     report = json.loads((bench / "out" / "report" / "report.json").read_text())
     models = report["datasets"]["synth"]["models"]
     assert models["als"]["seeds"] == [1, 2] and models["blend"]["seeds"] == []
+
+
+def test_resume_continues_only_a_killed_run_of_the_same_configuration(bench: Path) -> None:
+    from attnrec.evaluation.benchmark import model_params, resumable
+
+    config = read_benchmark_config(bench / "bench.toml")
+    cell = next(c for c in plan_benchmark(config, bench / "out", base_dir=bench).cells if c.model == "als")
+    assert not resumable(cell)  # nothing there
+    cell.folder.mkdir(parents=True)
+    stored = {"model": "als", "seed": cell.seed, "params": model_params(cell.run_config)}
+    (cell.folder / "config.json").write_text(json.dumps(stored))
+    assert resumable(cell)
+    for change in ({"seed": cell.seed + 1}, {"params": {**stored["params"], "factors": 99}}, {"model": "bpr"}):
+        (cell.folder / "config.json").write_text(json.dumps({**stored, **change}))
+        assert not resumable(cell), change  # a killed run of another configuration is started over
+    (cell.folder / "config.json").write_text("{torn")
+    assert not resumable(cell)

@@ -557,7 +557,7 @@ def run_cell(
         finished_other = found is not None or (folder / "metrics.json").is_file()
         if finished_other and not replace_stale:
             raise ConfigError(f"{folder} holds a finished run of another configuration: remove it or use another --out")
-        continuing = resume and found is None and (folder / "config.json").is_file()
+        continuing = resume and found is None and resumable(cell)
         if not continuing:
             shutil.rmtree(folder)
     loaded: list[Any] = []
@@ -598,6 +598,25 @@ def run_cell(
         np.savez(folder / CTR_TEST_NPZ, **ctr_test)  # type: ignore[arg-type]
     _write_marker(cell, "done", seconds, "")
     return CellOutcome(cell, "done", False, seconds, "", result.metrics)
+
+
+def resumable(cell: Cell) -> bool:
+    """True when the cell's folder holds a killed run of this very model configuration (its ``config.json`` has
+    the cell's model, seed and hyperparameters), which ``--resume`` may continue; a killed run of another
+    configuration (a default changed since) is started over instead of continued under the new key."""
+    path = cell.folder / "config.json"
+    if not path.is_file():
+        return False
+    try:
+        stored = read_json(path)
+    except Exception:  # a torn file: nothing to continue
+        return False
+    if not isinstance(stored, dict):
+        return False
+    rc = cell.run_config
+    return (
+        stored.get("model") == rc.model and stored.get("seed") == rc.seed and stored.get("params") == model_params(rc)
+    )
 
 
 def _read_metrics(folder: Path) -> dict[str, Any] | None:
