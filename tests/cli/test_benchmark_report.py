@@ -607,7 +607,7 @@ def test_a_record_rewrites_the_report_on_a_fresh_machine_and_new_cells_extend_it
     )
 
 
-def test_an_existing_out_is_recorded_by_report_only_and_a_restored_member_cannot_feed_a_fusion(
+def test_an_existing_out_is_recorded_by_report_only_and_a_new_fusion_computes_its_members_again(
     bench: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import shutil
@@ -618,7 +618,21 @@ def test_an_existing_out_is_recorded_by_report_only_and_a_restored_member_cannot
     assert _run(bench, "--report-only", "--record", str(record)).exit_code == 0
     assert len(list(record.rglob(CELL_JSON))) == 6
     shutil.rmtree(bench / "out")
-    (bench / "bench.toml").write_text(FUSION_CONFIG.replace("grid_points = 5", "grid_points = 7"), encoding="utf-8")
+    changed = FUSION_CONFIG.replace("grid_points = 5", "grid_points = 7")
+    (bench / "bench.toml").write_text(changed, encoding="utf-8")
+    calls = Counter(monkeypatch)
+    result = _run(bench, "--record", str(record))
+    assert result.exit_code == 0, result.output
+    # the blend is new, so its members are computed here (it loads their models), not restored from the record
+    assert sorted(str(Path(c).relative_to(bench / "out" / "cells" / "synth")) for c in calls.calls) == [
+        f"{label}/seed-{seed}" for label in ("als", "blend", "popularity") for seed in (1, 2)
+    ]
+    assert not any(p.name == CELL_JSON and "restored_from" in p.read_text() for p in (bench / "out").rglob("*"))
+
+    # a member folder filled from the record earlier (when its fusion was recorded too) cannot feed a new blend
+    shutil.rmtree(bench / "out")
+    assert _run(bench, "--report-only", "--record", str(record)).exit_code == 0  # restores all six cells
+    (bench / "bench.toml").write_text(changed.replace("grid_points = 7", "grid_points = 9"), encoding="utf-8")
     calls = Counter(monkeypatch)
     result = _run(bench, "--record", str(record))
     assert result.exit_code == 2 and calls.calls == []

@@ -8,8 +8,9 @@ restores them into ``--out`` for every cell that is not finished there, so that 
 and the docs section are written again from the record, and a changed default or a new model computes only its
 own cells.
 
-A restored cell has no model: a fusion cell built on it (or anything else that loads its run) needs the cell
-computed again here, and says so.
+A restored cell has no model: the members of a fusion cell that the record lacks are therefore not restored but
+computed again here, and a fusion cell whose member was restored anyway (a folder filled by an earlier run)
+says so.
 """
 
 from __future__ import annotations
@@ -51,17 +52,27 @@ def _recorded_marker(folder: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _recorded_result(cell: Cell, out: Path, record: Path) -> dict[str, Any] | None:
+    """The record's marker of ``cell`` when the record holds a finished result of this very configuration
+    (the same key), else None."""
+    src = record_folder(cell, out, record)
+    marker = _recorded_marker(src)
+    if marker is None or marker.get("key") != cell.key or marker.get("status") not in ("done", "timeout"):
+        return None
+    if marker.get("status") == "done" and not (src / "metrics.json").is_file():
+        return None
+    return marker
+
+
 def restore_cell(cell: Cell, out: Path, record: Path) -> bool:
     """Fill ``cell``'s folder from ``record`` when the cell is not finished under ``out`` and the record holds
     a finished result of this very configuration (the same key); returns whether it did."""
     if is_finished(cell):
         return False
+    marker = _recorded_result(cell, out, record)
+    if marker is None:
+        return False
     src = record_folder(cell, out, record)
-    marker = _recorded_marker(src)
-    if marker is None or marker.get("key") != cell.key or marker.get("status") not in ("done", "timeout"):
-        return False
-    if marker.get("status") == "done" and not (src / "metrics.json").is_file():
-        return False
     if cell.folder.exists():
         shutil.rmtree(cell.folder)
     cell.folder.mkdir(parents=True)
@@ -105,8 +116,12 @@ def save_cell(cell: Cell, out: Path, record: Path) -> bool:
 
 
 def sync_record(cells: list[Cell], out: Path, record: Path) -> tuple[int, int]:
-    """Restore every unfinished cell the record holds, then record every computed finished cell it lacks (or
-    holds for another configuration). Returns ``(restored, saved)``."""
-    restored = sum(restore_cell(c, out, record) for c in cells)
+    """Restore every unfinished cell the record holds (except the members of a cell that must be computed
+    here, whose models it loads), then record every computed finished cell it lacks (or holds for another
+    configuration). Returns ``(restored, saved)``."""
+    # A member whose fusion (or other dependant) must be computed here is computed too: its model is needed.
+    computed = [c for c in cells if not is_finished(c) and _recorded_result(c, out, record) is None]
+    needed = {need.folder.resolve() for c in computed for need in c.needs}
+    restored = sum(restore_cell(c, out, record) for c in cells if c.folder.resolve() not in needed)
     saved = sum(save_cell(c, out, record) for c in cells)
     return restored, saved
