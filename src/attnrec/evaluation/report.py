@@ -568,7 +568,9 @@ def _versions_line(report: Report) -> str:
             ", ".join(f"{k} {v[k]}" for k in keys if k in v) + (f", device {v['device']}" if "device" in v else "")
         )
     hosts = report.cell_hosts or [{"cpu": report.environment["cpu"]}]
-    cpu = "; ".join(f"{h.get('cpu', '?')}" + (f" ({h['cores']} cores)" if h.get("cores") else "") for h in hosts)
+    # one entry per CPU and core count (hosts that differ only in their kernel or platform read the same)
+    cpus = [f"{h.get('cpu', '?')}" + (f" ({h['cores']} cores)" if h.get("cores") else "") for h in hosts]
+    cpu = "; ".join(dict.fromkeys(cpus))
     mixed = " (cells computed under several versions)" if len(vs) > 1 else ""
     return f"{' | '.join(texts)}{mixed}; CPU: {cpu}"
 
