@@ -80,9 +80,7 @@ def test_exclude_of_the_wrong_shape_and_losses_that_take_none_are_errors() -> No
 def test_excluded_negatives_marks_each_rows_items_among_repeated_draws() -> None:
     negs = torch.tensor([3, 5, 3, 7, 19])
     exclude = torch.tensor([[3, 0, 0], [7, 5, 1], [0, 0, 0], [19, 19, 2]])
-    expected = torch.tensor(
-        [[1, 0, 1, 0, 0], [0, 1, 0, 1, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 1]], dtype=torch.bool
-    )
+    expected = torch.tensor([[1, 0, 1, 0, 0], [0, 1, 0, 1, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 1]], dtype=torch.bool)
     torch.testing.assert_close(excluded_negatives(negs, exclude, 20), expected)
 
 
