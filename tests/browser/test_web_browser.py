@@ -28,8 +28,10 @@ def history_texts(page: Any) -> list[str]:
 
 
 def wait_for_reasons(page: Any) -> None:
-    """The reasons come after the page (web.js fetches /web/reasons): wait until a list has them."""
-    page.locator("ol.recs[data-reasons-loaded] .because").first.wait_for()
+    """The reasons come after the page (web.js fetches /web/reasons): wait until a list has them. The first
+    explanation of a fresh server can take longer than the page's 15 s on a loaded machine (a fresh-clone
+    `make test` beside benchmark jobs missed it once), and how fast it is belongs to the benchmarks, not here."""
+    page.locator("ol.recs[data-reasons-loaded] .because").first.wait_for(timeout=60_000)
 
 
 def add_event_by_api(server: Server, user: str, item: str) -> None:
