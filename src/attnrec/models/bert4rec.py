@@ -74,7 +74,7 @@ class BERT4RecConfig(SequentialConfig):
     epochs: int = Field(200, ge=1, description="Maximum training epochs (early stopping usually ends sooner).")
     eval_every: int = Field(2, ge=1, description="Validate every this many epochs (needs validation data).")
     patience: int = Field(
-        3,
+        10,
         ge=0,
         description="Stop after this many validations without a better validation NDCG@10; the best epoch's "
         "weights are kept (0: never stop early).",
