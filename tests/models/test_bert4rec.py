@@ -19,7 +19,9 @@ from attnrec.models.bert4rec import (
     mask_sequences,
     positions_from_end,
     resolved_mask_prob,
+    small_log_rules,
 )
+from attnrec.nn.transformer import FastDropout
 from attnrec.registry import get_model_class
 from attnrec.testing.conformance import RecommenderConformance
 from attnrec.training.options import TrainingOptions
@@ -30,6 +32,7 @@ TINY = {
     "num_heads": 2,
     "max_seq_len": 12,
     "dropout": 0.0,
+    "weight_decay": 0.0,  # the small-log rules have their own test
     "batch_size": 16,
     "lr": 5e-3,
     "epochs": 100,
@@ -147,6 +150,33 @@ def test_mask_prob_rule_follows_the_paper_values() -> None:
     assert resolved_mask_prob(config, 400.0) == 0.2  # long sequences (the paper's ML-1M)
     assert 0.2 < resolved_mask_prob(config, 40.0) < 0.6
     assert resolved_mask_prob(BERT4RecConfig(mask_prob=0.45), 5.0) == 0.45
+
+
+def test_small_log_rules_regularise_small_logs_only() -> None:
+    """dropout, weight_decay and batch_size left at None: 0.5 / 1.0 / the shared small-data batch on logs of fewer
+    than 4,096 training sequences (LastFM 1,100, ML-100K 960), 0.1 / 0 / 128 on larger ones (ML-1M 7,068, Beauty
+    22,363); values given are kept; the reason names the count."""
+    auto = BERT4RecConfig()
+    assert (auto.dropout, auto.weight_decay, auto.batch_size) == (None, None, None)
+    for windows, expected in ((1_100, (0.5, 1.0, 16)), (960, (0.5, 1.0, 16)), (4_095, (0.5, 1.0, 32))):
+        rules = small_log_rules(windows, auto)
+        assert (rules["dropout"][0], rules["weight_decay"][0], rules["batch_size"][0]) == expected
+        assert f"{windows:,} training sequences (< 4,096: small log)" in rules["dropout"][1]
+    for windows in (4_096, 7_068, 22_363):
+        rules = small_log_rules(windows, auto)
+        assert (rules["dropout"][0], rules["weight_decay"][0], rules["batch_size"][0]) == (0.1, 0.0, 128)
+        assert "not a small log" in rules["batch_size"][1]
+    assert small_log_rules(960, BERT4RecConfig(dropout=0.2, weight_decay=0.0, batch_size=64)) == {}
+
+    data = planted_sequences(num_users=200, num_items=12, length=8, seed=0)  # 200 training sequences
+    cfg = {k: v for k, v in TINY.items() if k not in ("dropout", "weight_decay", "batch_size")} | {"epochs": 1}
+    model = BERT4Rec(cfg).fit(data, options=opts())
+    assert (model.config.dropout, model.config.weight_decay, model.config.batch_size) == (0.5, 1.0, 16)
+    assert set(model.train_info_["data_rules"]) == {"dropout", "weight_decay", "batch_size"}
+    net = model._net()
+    assert net.drop.p == 0.5 and {m.p for m in net.encoder.modules() if isinstance(m, FastDropout)} == {0.5}
+    batches, count = model.training_batches(data)
+    assert count == 13 and max(len(b[0]) for b in batches(0, torch.Generator().manual_seed(0))) == 16
 
 
 def test_training_batches_are_masked_windows(planted: tuple[BERT4Rec, Interactions]) -> None:
