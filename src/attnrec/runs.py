@@ -565,18 +565,24 @@ def _training_options(
 
 
 def fit_description(model: Recommender, info: dict[str, Any], epochs_logged: int) -> dict[str, Any]:
-    """What fitting did, in the model's own unit: ``{"kind": "closed-form" | "epochs" | "iterations", ...}``."""
+    """What fitting did, in the model's own unit: ``{"kind": "closed-form" | "epochs" | "iterations", ...}``, with
+    ``data_rules`` (``{field: {"value", "why"}}``) when the training data chose hyperparameters."""
     kind = model.fit_kind
     if kind == "epochs":
-        return {
+        fit: dict[str, Any] = {
             "kind": "epochs",
             "epochs": int(info.get("epochs_run", epochs_logged)),
             "best_epoch": int(info.get("best_epoch", epochs_logged)),
             "stopped_early": bool(info.get("stopped_early", False)),
         }
-    if kind == "iterations":
-        return {"kind": "iterations", "iterations": int(getattr(model.config, "iterations", 0))}
-    return {"kind": "closed-form"}
+    elif kind == "iterations":
+        fit = {"kind": "iterations", "iterations": int(getattr(model.config, "iterations", 0))}
+    else:
+        fit = {"kind": "closed-form"}
+    rules = info.get("data_rules")
+    if rules:
+        fit["data_rules"] = {k: {"value": v["value"], "why": v["why"]} for k, v in rules.items()}
+    return fit
 
 
 def _data_reports(data: LoadedData) -> dict[str, Any]:

@@ -183,7 +183,13 @@ def test_training_says_what_it_does(spreadsheet_log: Path, tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     assert re.search(r"data: 40 users, 30 items, 320 events; leave-one-out split: train 240", result.stderr)
     assert "fitted in" in result.stdout and "closed form" in result.stdout and "epochs" not in result.stdout
-    assert json.loads((tmp_path / "ease" / "metrics.json").read_text())["fit"] == {"kind": "closed-form"}
+    fit = json.loads((tmp_path / "ease" / "metrics.json").read_text())["fit"]
+    assert fit["kind"] == "closed-form" and set(fit) == {"kind", "data_rules"}
+    l2 = fit["data_rules"]["l2"]  # EASE's l2 comes from the data: the value and the reason are shown and kept
+    assert l2["value"] > 0 and f"chosen from the data: l2 {l2['value']} ({l2['why']})" in result.stdout
+    result = runner.invoke(app, [*base, "--model", "ease", "--set", "l2=100", "--out", str(tmp_path / "ease100")])
+    assert "chosen from the data" not in result.stdout
+    assert json.loads((tmp_path / "ease100" / "metrics.json").read_text())["fit"] == {"kind": "closed-form"}
 
     result = runner.invoke(app, [*base, "--model", "als", "--set", "iterations=3", "--out", str(tmp_path / "als")])
     assert result.exit_code == 0, result.output
@@ -199,6 +205,9 @@ def test_training_says_what_it_does(spreadsheet_log: Path, tmp_path: Path) -> No
     ), epoch_lines[0]
     assert "last epoch" in epoch_lines[-1]
     assert re.search(r"3 epochs \(best [123]\)", result.stdout)
+    rules = json.loads((tmp_path / "sasrec" / "metrics.json").read_text())["fit"]["data_rules"]
+    assert {"dropout", "weight_decay", "batch_size"} <= set(rules)
+    assert re.search(r"chosen from the data: .*dropout 0\.5.*events per item", result.stdout), result.stdout
 
 
 def test_recommend_json_uses_the_rest_vocabulary_and_item_specific_reasons(

@@ -318,6 +318,20 @@ def _fit_line(metrics: dict[str, Any]) -> str:
     return f"trained in {seconds:.1f} s ({metrics.get('epochs', 1)} epochs)"  # run folders written before 0.2
 
 
+def _data_rules_line(metrics: dict[str, Any]) -> str:
+    """``chosen from the data: dropout 0.5, weight_decay 1.0 (960 training sequences ...)``, one group per reason;
+    empty when no hyperparameter was."""
+    rules = (metrics.get("fit") or {}).get("data_rules") or {}
+    by_reason: dict[str, list[str]] = {}
+    for name, rule in rules.items():
+        by_reason.setdefault(str(rule["why"]), []).append(f"{name} {rule['value']}")
+    return (
+        "chosen from the data: " + "; ".join(f"{', '.join(names)} ({why})" for why, names in by_reason.items())
+        if by_reason
+        else ""
+    )
+
+
 def _first_error(exc: ValueError) -> str:
     errors = getattr(exc, "errors", None)
     if callable(errors):
@@ -364,6 +378,9 @@ def _print_metrics_table(rows: dict[str, dict[str, Any]], *, title: str, target:
         out_console.print(table)
         if "train_seconds" in metrics:
             out_console.print(_fit_line(metrics), highlight=False, soft_wrap=True)
+            rules_line = _data_rules_line(metrics)
+            if rules_line:
+                out_console.print(rules_line, highlight=False, soft_wrap=True, markup=False)
         for t in splits:
             notes = []
             fallback = metrics.get("fallback_users", {}).get(t)
