@@ -44,7 +44,15 @@ def web_run(tmp_path_factory: pytest.TempPathFactory, interactions: Interactions
     attributes = {f"i{n}": ["genre=Drama"] for n in range(10)}
     attributes["i2"] = ["genre=<b>Bold</b>"]
     ItemFeatures(titles=titles, attributes=attributes, fields=["genre"]).save(folder / "item_features.json")
-    metrics = {"model": "sasrec", "valid": {"hr@10": 0.5}, "test": {"hr@10": 0.25, "ndcg@10": 0.125}}
+    rules = {"dropout": {"value": 0.5, "why": "4.5 training events per item (< 50: sparse catalogue)"}}
+    fit = {"kind": "epochs", "epochs": 3, "best_epoch": 2, "stopped_early": False, "data_rules": rules}
+    metrics = {
+        "model": "sasrec",
+        "valid": {"hr@10": 0.5},
+        "test": {"hr@10": 0.25, "ndcg@10": 0.125},
+        "train_seconds": 1.0,
+        "fit": fit,
+    }
     (folder / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
     return folder
 
@@ -356,6 +364,9 @@ def test_model_page_shows_metrics_and_configuration(open_client: TestClient) -> 
     r = open_client.get("/web/model")
     assert "hr@10" in r.text and "0.5000" in r.text and "0.2500" in r.text
     assert "embed_dim" in r.text and "<code>16</code>" in r.text
+    assert "3 epochs (best 2)" in r.text
+    assert "chosen from the data" in r.text and "<code>dropout</code> 0.5" in r.text
+    assert "(4.5 training events per item (&lt; 50: sparse catalogue))" in r.text  # escaped
 
 
 def test_compare_needs_a_second_run_folder(open_client: TestClient) -> None:
