@@ -108,7 +108,7 @@ class BERT4RecConfig(SequentialConfig):
         "num_layers": IntRange(1, 3),
         "dropout": FloatRange(0.05, 0.5),
         "mask_prob": FloatRange(0.1, 0.6),
-        "weight_decay": Choice((0.0, 1e-3, 1e-2, 1e-1)),
+        "weight_decay": Choice((0.0, 1e-3, 1e-2, 1e-1, 1.0)),
     }
     """What `attnrec tune` searches (docs/training.md, "Hyperparameter search")."""
 
