@@ -24,13 +24,14 @@ from torch import Tensor, nn
 
 from attnrec.data.interactions import Interactions
 from attnrec.errors import ConfigError
+from attnrec.models._data_rules import BERT4REC_DROPOUT
+from attnrec.models._data_rules import small_log_rules as small_log_rules
 from attnrec.models.sequential import (
     SequentialConfig,
     SequentialRecommender,
     resolved_exclude_window_items,
     resolved_sliding_window_step,
     sequence_loss,
-    small_data_batch_size,
 )
 from attnrec.nn.transformer import FastDropout, TransformerEncoder, attention_mask
 from attnrec.training.neural import item_scores_module
@@ -113,34 +114,6 @@ class BERT4RecConfig(SequentialConfig):
     """What `attnrec tune` searches (docs/training.md, "Hyperparameter search")."""
 
 
-SMALL_LOG_WINDOWS = 4096
-"""Fewer training sequences than this (an epoch of fewer than 32 steps of 128) make a small log."""
-SMALL_LOG_DROPOUT, DROPOUT = 0.5, 0.1
-SMALL_LOG_WEIGHT_DECAY, WEIGHT_DECAY = 1.0, 0.0
-
-
-def small_log_rules(num_windows: int, config: BERT4RecConfig) -> dict[str, tuple[Any, str]]:
-    """The data rules of BERT4Rec's ``dropout``, ``weight_decay`` and ``batch_size`` left at None, with their reason.
-
-    On a small log (fewer than ``SMALL_LOG_WINDOWS`` training sequences: LastFM's 1,100, ML-100K's 960) the cloze
-    task stays on a popularity plateau for tens of epochs and then overfits: dropout 0.5, AdamW decay 1.0 and the
-    shared small-data batch (16 there) carry it to item-specific answers. On larger logs (Amazon Beauty's 22,363
-    sequences) the same values cost validation NDCG@10, so they keep 0.1, 0 and 128 (docs/models/bert4rec.md)."""
-    small = num_windows < SMALL_LOG_WINDOWS
-    why = f"{num_windows:,} training sequences ({'<' if small else '>='} {SMALL_LOG_WINDOWS:,}: " + (
-        "small log)" if small else "not a small log)"
-    )
-    rules: dict[str, tuple[Any, str]] = {}
-    if config.dropout is None:
-        rules["dropout"] = (SMALL_LOG_DROPOUT if small else DROPOUT, why)
-    if config.weight_decay is None:
-        rules["weight_decay"] = (SMALL_LOG_WEIGHT_DECAY if small else WEIGHT_DECAY, why)
-    if config.batch_size is None:
-        size, batch_why = small_data_batch_size(num_windows, type(config).base_batch_size)
-        rules["batch_size"] = (size, f"{why}; {batch_why}") if small else (type(config).base_batch_size, why)
-    return rules
-
-
 def resolved_mask_prob(config: BERT4RecConfig, mean_length: float) -> float:
     """``mask_prob`` with None resolved from the mean training-sequence length (items per window)."""
     if config.mask_prob is not None:
@@ -206,7 +179,7 @@ class BERT4RecNet(nn.Module):
         self.mask_emb = nn.Parameter(torch.randn(d) * d**-0.5)
         self.pos_emb = nn.Embedding(cfg.max_seq_len + 1, d)  # max_seq_len items + the [MASK] of inference
         self.emb_norm = nn.LayerNorm(d)
-        p = DROPOUT if cfg.dropout is None else cfg.dropout  # None: fit applies the data rule first
+        p = BERT4REC_DROPOUT if cfg.dropout is None else cfg.dropout  # None: fit applies the data rule first
         self.drop = FastDropout(p)
         self.encoder = TransformerEncoder(
             d,
