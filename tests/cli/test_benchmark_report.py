@@ -659,3 +659,21 @@ def test_resume_continues_only_a_killed_run_of_the_same_configuration(bench: Pat
         assert not resumable(cell), change  # a killed run of another configuration is started over
     (cell.folder / "config.json").write_text("{torn")
     assert not resumable(cell)
+
+
+def test_an_option_added_at_its_neutral_value_keeps_the_keys_of_finished_cells() -> None:
+    """Records written before a neural option existed (``ema_decay``) still match: at its neutral value the option
+    is out of the hyperparameters of the key and of the comparison with a run folder's stored ones."""
+    from attnrec.evaluation.benchmark import NEUTRAL_PARAMS, cell_key, model_params, without_neutral
+    from attnrec.runs import DataSpec, RunConfig
+
+    sha = {"log": "0" * 64}
+    plain = RunConfig(model="sasrec", params={}, data=DataSpec(path="log.csv"), seed=0)
+    spelled = RunConfig(model="sasrec", params={"ema_decay": None}, data=DataSpec(path="log.csv"), seed=0)
+    averaged = RunConfig(model="sasrec", params={"ema_decay": 0.999}, data=DataSpec(path="log.csv"), seed=0)
+    assert NEUTRAL_PARAMS["ema_decay"] is None and "ema_decay" not in model_params(plain)
+    assert cell_key(spelled, sha) == cell_key(plain, sha)
+    assert cell_key(averaged, sha) != cell_key(plain, sha) and model_params(averaged)["ema_decay"] == 0.999
+    stored_today = {**model_params(plain), "ema_decay": None}  # a run folder's config.json of this release
+    assert without_neutral(stored_today) == model_params(plain)
+    assert without_neutral({**stored_today, "ema_decay": 0.9}) != model_params(plain)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from attnrec.errors import ModelFitError
+from attnrec.errors import ModelFitError, PersistenceError
 from attnrec.training.options import TrainingOptions
 from attnrec.training.trainer import Trainer, TrainerConfig, native_bf16
 
@@ -238,3 +238,96 @@ def test_mode_min_keeps_the_epoch_with_the_lowest_metric() -> None:
     )
     assert result.best_epoch == 2 and result.best_metric == 1.0
     assert result.stopped_early and result.epochs_run == 4
+
+
+def test_weight_average_is_the_exponential_average_of_the_steps(tmp_path: Path) -> None:
+    """With ``ema_decay`` the fitted module is the running average of the raw weights after every step (decay
+    warmed up as min(d, (1 + t) / (10 + t))), computed here by hand from the weights each step started from;
+    the checkpoint keeps the raw weights for the optimizer and the average beside them."""
+    decay = 0.8
+    module, batches, loss_fn, nb = regression_task()
+    start = weights(module)
+    seen: list[dict[str, Tensor]] = []
+
+    def recording_loss(batch: tuple[Tensor, Tensor], gen: torch.Generator) -> object:
+        seen.append(weights(module))  # the raw weights after the steps so far
+        return loss_fn(batch, gen)  # type: ignore[operator]
+
+    opts = TrainingOptions(seed=2, threads=1, checkpoint_dir=tmp_path)
+    Trainer(TrainerConfig(lr=2e-2, epochs=3, ema_decay=decay), opts).fit(
+        module, batches, recording_loss, num_batches=nb
+    )
+    from safetensors.torch import load_file
+
+    raw = load_file(str(tmp_path / "weights.safetensors"))
+    trajectory = [*seen[1:], raw]  # weights after step t = 0 .. 3 * nb - 1
+    assert len(trajectory) == 3 * nb
+    expected = {k: v.clone() for k, v in start.items()}
+    for t, after in enumerate(trajectory):
+        d = min(decay, (1 + t) / (10 + t))
+        for k in expected:
+            expected[k] = d * expected[k] + (1 - d) * after[k]
+    for k, v in module.state_dict().items():
+        torch.testing.assert_close(v, expected[k], rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(v, raw[k])  # the average, not the last step
+    saved = load_file(str(tmp_path / "ema.safetensors"))
+    for k, v in module.state_dict().items():
+        torch.testing.assert_close(saved[k], v, rtol=0, atol=0)
+
+
+def test_weight_average_is_validated_and_kept_and_training_continues_from_raw_weights(tmp_path: Path) -> None:
+    """Validation sees the averaged weights, the best epoch keeps them, and the optimizer keeps stepping the
+    raw weights (the loss path of a run with an average equals the run without one)."""
+    module, batches, loss_fn, nb = regression_task()
+    plain = Trainer(TrainerConfig(lr=1e-2, epochs=4), TrainingOptions(seed=1, threads=1)).fit(
+        module, batches, loss_fn, num_batches=nb
+    )
+    module, batches, loss_fn, nb = regression_task()
+    snapshots: list[dict[str, Tensor]] = []
+    scores = iter([0.1, 0.7, 0.3, 0.2])
+
+    def validate() -> dict[str, float]:
+        snapshots.append(weights(module))
+        return {"ndcg@10": next(scores)}
+
+    opts = TrainingOptions(seed=1, threads=1, checkpoint_dir=tmp_path)
+    averaged = Trainer(TrainerConfig(lr=1e-2, epochs=4, ema_decay=0.9), opts).fit(
+        module, batches, loss_fn, num_batches=nb, validate=validate
+    )
+    from safetensors.torch import load_file
+
+    average, raw = load_file(str(tmp_path / "ema.safetensors")), load_file(str(tmp_path / "weights.safetensors"))
+    for k, v in snapshots[3].items():  # the last validation saw the average, not the raw weights
+        torch.testing.assert_close(v, average[k], rtol=0, atol=0)
+        assert not torch.equal(v, raw[k])
+    assert [r["loss"] for r in averaged.history] == [r["loss"] for r in plain.history]
+    assert averaged.best_epoch == 2
+    for k, v in module.state_dict().items():
+        torch.testing.assert_close(v, snapshots[1][k], rtol=0, atol=0)
+    assert any(not torch.equal(snapshots[1][k], snapshots[3][k]) for k in snapshots[1])
+
+
+def test_resume_with_weight_average_equals_uninterrupted(tmp_path: Path) -> None:
+    config = TrainerConfig(lr=5e-3, epochs=4, ema_decay=0.95)
+    module, batches, loss_fn, nb = regression_task()
+    Trainer(config, TrainingOptions(seed=5, threads=1)).fit(module, batches, loss_fn, num_batches=nb)
+    expected = weights(module)
+
+    def kill_in_epoch_3(desc: str, done: float, total: float | None) -> None:
+        if desc.endswith("epoch 3/4") and done == 2:
+            raise KilledError
+
+    module, batches, loss_fn, nb = regression_task()
+    opts = TrainingOptions(seed=5, threads=1, checkpoint_dir=tmp_path, progress=kill_in_epoch_3)
+    with pytest.raises(KilledError):
+        Trainer(config, opts).fit(module, batches, loss_fn, num_batches=nb)
+    module, batches, loss_fn, nb = regression_task(init_seed=99)
+    opts = TrainingOptions(seed=5, threads=1, checkpoint_dir=tmp_path, resume=True)
+    Trainer(config, opts).fit(module, batches, loss_fn, num_batches=nb)
+    for k in expected:
+        torch.testing.assert_close(module.state_dict()[k], expected[k], rtol=0, atol=0)
+    # a checkpoint of a run without the average cannot continue one with it
+    (tmp_path / "ema.safetensors").unlink()
+    module, batches, loss_fn, nb = regression_task()
+    with pytest.raises(PersistenceError, match="ema_decay"):
+        Trainer(config, opts).fit(module, batches, loss_fn, num_batches=nb)

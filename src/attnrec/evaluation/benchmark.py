@@ -410,12 +410,27 @@ def _run_config(
         raise ConfigError(f"{where}: {_pydantic_line(exc, prefix)}") from None
 
 
+NEUTRAL_PARAMS: dict[str, Any] = {"ema_decay": None}
+"""Hyperparameters added to every model of a kind after benchmark records existed, with the value at which a
+run is exactly the earlier one: at that value they are left out of :func:`model_params` (and so of the cell
+keys), so adding an option does not invalidate the finished cells it does not change."""
+
+
 def model_params(run_config: Any) -> dict[str, Any]:
-    """Every hyperparameter of the cell's model, the defaults of this attnrec version filled in (JSON values)."""
+    """Every hyperparameter of the cell's model, the defaults of this attnrec version filled in (JSON values),
+    except the :data:`NEUTRAL_PARAMS` at their neutral value."""
     from attnrec.registry import get_model_class
 
     config = get_model_class(run_config.model).config_class.create(dict(run_config.params))
-    return json.loads(json.dumps(config.model_dump(mode="json")))
+    return without_neutral(json.loads(json.dumps(config.model_dump(mode="json"))))
+
+
+def without_neutral(params: Any) -> Any:
+    """``params`` (a run folder's stored hyperparameters) without the :data:`NEUTRAL_PARAMS` at their neutral
+    value; anything but a dict is returned as it is."""
+    if not isinstance(params, dict):
+        return params
+    return {k: v for k, v in params.items() if not (k in NEUTRAL_PARAMS and v == NEUTRAL_PARAMS[k])}
 
 
 def cell_key(run_config: Any, sha256: dict[str, str], *, all_params: bool = True) -> str:
@@ -460,7 +475,7 @@ def marker_matches(cell: Cell, marker: dict[str, Any] | None) -> bool:
     if cell.legacy_key is None or marker.get("key") != cell.legacy_key:
         return False
     stored = read_json(cell.folder / "config.json") if (cell.folder / "config.json").is_file() else None
-    if not isinstance(stored, dict) or stored.get("params") != model_params(cell.run_config):
+    if not isinstance(stored, dict) or without_neutral(stored.get("params")) != model_params(cell.run_config):
         return False
     upgraded = {**marker, "key": cell.key}
     tmp = cell.folder / (CELL_JSON + ".tmp")
@@ -614,9 +629,8 @@ def resumable(cell: Cell) -> bool:
     if not isinstance(stored, dict):
         return False
     rc = cell.run_config
-    return (
-        stored.get("model") == rc.model and stored.get("seed") == rc.seed and stored.get("params") == model_params(rc)
-    )
+    same_params = without_neutral(stored.get("params")) == model_params(rc)
+    return stored.get("model") == rc.model and stored.get("seed") == rc.seed and same_params
 
 
 def _read_metrics(folder: Path) -> dict[str, Any] | None:

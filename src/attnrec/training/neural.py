@@ -48,6 +48,13 @@ class NeuralConfig(ModelConfig):
     warmup_steps: int = Field(0, ge=0, description="Linear learning-rate warm-up steps.")
     cosine: bool = Field(False, description="Cosine learning-rate decay over all epochs after warm-up.")
     grad_clip: float | None = Field(None, gt=0, description="Clip the global gradient norm (None: off).")
+    ema_decay: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Per-step decay of an exponential moving average of the weights; validation, early "
+        "stopping and the fitted model use the average (None: off).",
+    )
     bf16: bool | None = Field(
         None,
         description="bfloat16 autocast for training (None: on with a CUDA GPU or a CPU with native bf16, "
@@ -141,6 +148,7 @@ class NeuralRecommender(Recommender):
             cosine=c.cosine,
             grad_clip=c.grad_clip,
             bf16=resolved_bf16(c, device),
+            ema_decay=c.ema_decay,
         )
 
     def training_info(self, train: Interactions) -> dict[str, Any]:

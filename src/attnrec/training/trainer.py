@@ -20,6 +20,11 @@ Checkpoint folder layout (``options.checkpoint_dir``)::
     best.safetensors    module weights of the best validation epoch
     optimizer.safetensors  AdamW per-parameter state tensors (``state.<param>.<name>``)
     optimizer.json      AdamW param groups and any non-tensor per-parameter state (no pickle anywhere)
+    ema.safetensors     the running average of the weights (only with ``ema_decay``)
+
+Weight averaging (``ema_decay``): an exponential moving average of the weights is updated after every optimizer
+step; validation, the best epoch's weights and the returned model are the average's (the optimizer keeps
+stepping the raw weights). It smooths the step-to-step noise of a constant learning rate.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -48,6 +53,7 @@ WEIGHTS = "weights.safetensors"
 BEST_WEIGHTS = "best.safetensors"
 OPTIMIZER = "optimizer.safetensors"
 OPTIMIZER_JSON = "optimizer.json"
+EMA_WEIGHTS = "ema.safetensors"
 
 BatchFn = Callable[[int, torch.Generator], Iterable[Any]]
 """``batches(epoch, generator)``: the batches of one epoch, shuffled with ``generator``."""
@@ -119,6 +125,9 @@ class TrainerConfig:
         bf16: run forward/backward under ``torch.autocast(dtype=bfloat16)`` (weights stay float32).
         restore_best: load the weights of the best validation epoch at the end.
         no_decay: parameter-name fragments exempt from weight decay.
+        ema_decay: keep an exponential moving average of the weights with this per-step decay (its warm-up:
+            ``min(ema_decay, (1 + step) / (10 + step))``); validation, the best weights and the returned
+            model use the average. ``None`` = off.
     """
 
     lr: float = 1e-3
@@ -136,6 +145,7 @@ class TrainerConfig:
     bf16: bool = False
     restore_best: bool = True
     no_decay: tuple[str, ...] = field(default=("bias", "norm"))
+    ema_decay: float | None = None
 
 
 @dataclass
@@ -240,6 +250,7 @@ class Trainer:
         opt: torch.optim.Optimizer,
         state: dict[str, Any],
         best: dict[str, Tensor] | None,
+        ema: dict[str, Tensor] | None = None,
     ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{WEIGHTS}.tmp"
@@ -249,6 +260,10 @@ class Trainer:
             tmp = folder / f".{BEST_WEIGHTS}.tmp"
             save_file({k: v.cpu() for k, v in best.items()}, str(tmp))
             tmp.replace(folder / BEST_WEIGHTS)
+        if ema is not None:
+            tmp = folder / f".{EMA_WEIGHTS}.tmp"
+            save_file({k: v.detach().to("cpu", copy=True).contiguous() for k, v in ema.items()}, str(tmp))
+            tmp.replace(folder / EMA_WEIGHTS)
         tensors, meta = optimizer_state_to_files(opt.state_dict())
         tmp = folder / f".{OPTIMIZER}.tmp"
         save_file(tensors, str(tmp))
@@ -257,7 +272,7 @@ class Trainer:
         write_json(folder / STATE_JSON, state)  # written last: its presence marks a complete checkpoint
 
     def _load_checkpoint(
-        self, folder: Path, module: nn.Module, opt: torch.optim.Optimizer
+        self, folder: Path, module: nn.Module, opt: torch.optim.Optimizer, ema: dict[str, Tensor] | None = None
     ) -> tuple[dict[str, Any], dict[str, Tensor] | None]:
         state = read_json(folder / STATE_JSON)
         try:
@@ -268,9 +283,40 @@ class Trainer:
                 )
             )
             best = load_file(str(folder / BEST_WEIGHTS), device="cpu") if (folder / BEST_WEIGHTS).is_file() else None
+            if ema is not None:
+                if not (folder / EMA_WEIGHTS).is_file():
+                    raise ValueError(f"no {EMA_WEIGHTS}: the run was not trained with 'ema_decay'")
+                saved = load_file(str(folder / EMA_WEIGHTS), device="cpu")
+                for key, tensor in ema.items():
+                    tensor.copy_(saved[key])
         except (OSError, RuntimeError, ValueError, KeyError) as exc:
             raise PersistenceError(f"{folder}: cannot resume from checkpoint ({exc})") from None
         return state, best
+
+    @staticmethod
+    @torch.no_grad()
+    def _ema_update(ema: dict[str, Tensor], live: dict[str, Tensor], decay: float) -> None:
+        """``ema <- decay * ema + (1 - decay) * live``, one fused pass over the tensors."""
+        torch._foreach_lerp_(list(ema.values()), [live[k] for k in ema], 1.0 - decay)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _averaged(live: dict[str, Tensor], ema: dict[str, Tensor] | None) -> Iterator[None]:
+        """Within the block the module holds the averaged weights (no-op without ``ema``); the raw weights are
+        put back afterwards, also when the block raises."""
+        if ema is None:
+            yield
+            return
+        with torch.no_grad():
+            saved = {k: v.clone() for k, v in live.items()}
+            for key, tensor in live.items():
+                tensor.copy_(ema[key])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for key, tensor in live.items():
+                    tensor.copy_(saved[key])
 
     @staticmethod
     def _check_finite(value: float, epoch: int, b: int, step: int) -> None:
@@ -406,6 +452,9 @@ class Trainer:
         cfg, opts = self.config, self.options
         module.to(device)
         opt = self._optimizer(module)
+        # the weight average: float state tensors of the module (updated in place by the optimizer) and copies
+        live = {k: v for k, v in module.state_dict().items() if v.is_floating_point()}
+        ema = {k: v.detach().clone() for k, v in live.items()} if cfg.ema_decay is not None else None
         total_steps = cfg.epochs * max(num_batches, 1)
         history: list[dict[str, Any]] = []
         best_metric: float | None = None
@@ -418,7 +467,7 @@ class Trainer:
         rank = distributed.rank() if world > 1 else 0
         folder = Path(opts.checkpoint_dir) if opts.checkpoint_dir is not None else None
         if folder is not None and opts.resume and (folder / STATE_JSON).is_file():
-            state, best_weights = self._load_checkpoint(folder, module, opt)
+            state, best_weights = self._load_checkpoint(folder, module, opt, ema)
             history = list(state.get("history", []))
             best_metric = state.get("best_metric")
             best_epoch = int(state.get("best_epoch", 0))
@@ -472,6 +521,9 @@ class Trainer:
                     if cfg.grad_clip is not None:
                         torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
                     opt.step()
+                    if ema is not None:
+                        assert cfg.ema_decay is not None
+                        self._ema_update(ema, live, min(cfg.ema_decay, (1 + step) / (10 + step)))
                     step += 1
                     n_steps += 1
                     loss_sum += value
@@ -495,7 +547,14 @@ class Trainer:
                     if world > 1 and device.type == "cpu":  # the other local ranks wait meanwhile: use their cores
                         torch.set_num_threads(min(threads * local_world, os.cpu_count() or threads))
                     try:
-                        metrics = validate()
+                        with self._averaged(live, ema):
+                            metrics = validate()
+                            value = float(metrics.get(cfg.metric, float("nan")))
+                            better = best_metric is None or (
+                                value > best_metric if cfg.mode == "max" else value < best_metric
+                            )
+                            if better and cfg.metric in metrics:
+                                best_weights = self._weights(module)  # the average's, with ema_decay
                     finally:
                         torch.set_num_threads(threads)
                     row["valid_seconds"] = time.perf_counter() - t_val
@@ -504,10 +563,8 @@ class Trainer:
                         raise ModelFitError(
                             f"validation returned no {cfg.metric!r} (got: {', '.join(metrics) or 'nothing'})"
                         )
-                    value = float(metrics[cfg.metric])
-                    if best_metric is None or (value > best_metric if cfg.mode == "max" else value < best_metric):
+                    if better:
                         best_metric, best_epoch, bad = float(value), epoch, 0
-                        best_weights = self._weights(module)
                     else:
                         bad += 1
                         if cfg.patience > 0 and bad >= cfg.patience:
@@ -539,9 +596,13 @@ class Trainer:
                         "mode": cfg.mode,
                         "history": history,
                     }
-                    self._save_checkpoint(folder, module, opt, state, best_weights)
+                    self._save_checkpoint(folder, module, opt, state, best_weights, ema)
         if cfg.restore_best and best_weights is not None:
             module.load_state_dict(best_weights)
+        elif ema is not None:  # no validation (or no restore): the model is the average of the last steps
+            with torch.no_grad():
+                for key, tensor in live.items():
+                    tensor.copy_(ema[key])
         if world > 1:  # every rank returns rank 0's final weights
             for tensor in module.state_dict().values():
                 dist.broadcast(tensor, src=0)
