@@ -200,3 +200,21 @@ def test_batch_size_rule_keeps_enough_steps_per_epoch_on_small_logs(tmp_path: Pa
     assert Recommender.load(model.save(tmp_path / "m")).config.batch_size == MIN_RULE_BATCH
     given = SASRec(TINY).fit(data, options=TrainingOptions(seed=0, threads=1))
     assert given.config.batch_size == 16 and "batch_size" not in given.train_info_.get("data_rules", {})
+
+
+def test_every_neural_model_takes_the_weight_average_and_saves_it(tmp_path: Path) -> None:
+    data = planted_sequences(num_users=30, num_items=12, length=8, seed=0)
+    plain = SASRec(TINY).fit(data, options=TrainingOptions(seed=0, threads=1))
+    averaged = SASRec({**TINY, "ema_decay": 0.9}).fit(data, options=TrainingOptions(seed=0, threads=1))
+    hist = [data.sequence(2)]
+    assert not np.allclose(averaged.score_indices(np.array([2]), hist), plain.score_indices(np.array([2]), hist))
+    net = averaged._net()
+    assert net.head.weight is net.item_emb.weight  # type: ignore[union-attr]  # still tied after the average
+    loaded = Recommender.load(averaged.save(tmp_path / "m"))
+    assert loaded.config.ema_decay == 0.9  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(
+        loaded.score_indices(np.array([2]), hist), averaged.score_indices(np.array([2]), hist)
+    )
+    for bad in (1.0, 0.0, -0.5):
+        with pytest.raises(ConfigError, match="ema_decay"):
+            SASRec({**TINY, "ema_decay": bad})
