@@ -154,19 +154,22 @@ def test_mask_prob_rule_follows_the_paper_values() -> None:
 
 def test_small_log_rules_regularise_small_logs_only() -> None:
     """dropout, weight_decay and batch_size left at None: 0.5 / 1.0 / the shared small-data batch on logs of fewer
-    than 4,096 training sequences (LastFM 1,100, ML-100K 960), 0.1 / 0 / 128 on larger ones (ML-1M 7,068, Beauty
-    22,363); values given are kept; the reason names the count."""
+    than 4,096 training sequences with a dense catalogue (ML-100K: 960, 58 events per item), decay 3.0 instead when
+    the catalogue is sparse too (LastFM: 1,100, 13.8 per item), 0.1 / 0 / 128 on larger logs whatever the sparsity
+    (ML-1M 7,068 and 289 per item, Beauty 22,363 and 12.7); values given are kept; the reason names the count."""
     auto = BERT4RecConfig()
     assert (auto.dropout, auto.weight_decay, auto.batch_size) == (None, None, None)
-    for windows, expected in ((1_100, (0.5, 1.0, 16)), (960, (0.5, 1.0, 16)), (4_095, (0.5, 1.0, 32))):
-        rules = small_log_rules(windows, auto)
+    cases = ((960, 58.0, (0.5, 1.0, 16)), (1_100, 13.8, (0.5, 3.0, 16)), (4_095, 50.0, (0.5, 1.0, 32)))
+    for windows, per_item, expected in (*cases, (4_095, 49.9, (0.5, 3.0, 32))):
+        rules = small_log_rules(windows, auto, per_item)
         assert (rules["dropout"][0], rules["weight_decay"][0], rules["batch_size"][0]) == expected
         assert f"{windows:,} training sequences (< 4,096: small log)" in rules["dropout"][1]
-    for windows in (4_096, 7_068, 22_363):
-        rules = small_log_rules(windows, auto)
+        assert ("sparse catalogue" in rules["weight_decay"][1]) == (per_item < 50)
+    for windows, per_item in ((4_096, 10.0), (7_068, 289.0), (22_363, 12.7)):
+        rules = small_log_rules(windows, auto, per_item)
         assert (rules["dropout"][0], rules["weight_decay"][0], rules["batch_size"][0]) == (0.1, 0.0, 128)
         assert "not a small log" in rules["batch_size"][1]
-    assert small_log_rules(960, BERT4RecConfig(dropout=0.2, weight_decay=0.0, batch_size=64)) == {}
+    assert small_log_rules(960, BERT4RecConfig(dropout=0.2, weight_decay=0.0, batch_size=64), 13.8) == {}
 
     data = planted_sequences(num_users=200, num_items=12, length=8, seed=0)  # 200 training sequences
     cfg = {k: v for k, v in TINY.items() if k not in ("dropout", "weight_decay", "batch_size")} | {"epochs": 1}
@@ -177,6 +180,10 @@ def test_small_log_rules_regularise_small_logs_only() -> None:
     assert net.drop.p == 0.5 and {m.p for m in net.encoder.modules() if isinstance(m, FastDropout)} == {0.5}
     batches, count = model.training_batches(data)
     assert count == 13 and max(len(b[0]) for b in batches(0, torch.Generator().manual_seed(0))) == 16
+    sparse = planted_sequences(num_users=200, num_items=120, length=8, seed=0)  # about 13 events per item
+    model = BERT4Rec(cfg).fit(sparse, options=opts())
+    assert model.config.weight_decay == 3.0
+    assert "sparse catalogue" in model.train_info_["data_rules"]["weight_decay"]["why"]
 
 
 def test_training_batches_are_masked_windows(planted: tuple[BERT4Rec, Interactions]) -> None:
