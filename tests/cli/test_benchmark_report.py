@@ -170,6 +170,34 @@ def test_html_report_is_self_contained_with_embedded_plots(bench: Path) -> None:
     assert (bench / "out" / "report" / "curves-synth.png").is_file()
 
 
+def test_tables_show_seconds_per_epoch_and_the_kept_epoch_of_models_that_train_in_epochs(bench: Path) -> None:
+    config = CONFIG.replace(
+        'name = "popularity"', 'name = "sasrec"\nparams = { epochs = 4, embed_dim = 16, eval_every = 1 }'
+    )
+    (bench / "bench.toml").write_text(config, encoding="utf-8")
+    assert _run(bench).exit_code == 0
+    out = bench / "out"
+    models = json.loads((out / "report" / "report.json").read_text())["datasets"]["synth"]["models"]
+    sasrec, als = models["sasrec"], models["als"]
+    kept, medians = [], []
+    for seed in (1, 2):
+        cell = out / "cells" / "synth" / "sasrec" / f"seed-{seed}"
+        kept.append(json.loads((cell / "metrics.json").read_text())["best_epoch"])
+        lines = (cell / "history.csv").read_text().splitlines()
+        col = lines[0].split(",").index("seconds")
+        medians.append(float(np.median([float(line.split(",")[col]) for line in lines[1:]])))
+    assert sasrec["best_epochs"] == kept and all(1 <= e <= 4 for e in kept)
+    assert sasrec["epoch_seconds"] == pytest.approx(medians) and min(medians) > 0
+    assert als["best_epochs"] == [] and als["epoch_seconds"] == []  # fitted in closed-form sweeps, not epochs
+    table = [line for line in (out / "report" / "report.md").read_text().splitlines() if line.startswith("|")]
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    assert header[-4:] == ["fit s", "s / epoch", "best epoch", "seeds"]
+    rows = {r.strip("|").split("|")[0].strip(): [c.strip() for c in r.strip("|").split("|")] for r in table[2:]}
+    assert rows["sasrec"][-2] == f"{kept[0]}, {kept[1]}"
+    assert rows["sasrec"][-3] == f"{np.mean(medians):.1f}"
+    assert rows["als"][-3:-1] == ["-", "-"]
+
+
 def test_rerun_skips_finished_cells_and_a_killed_cell_is_recomputed(
     bench: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -83,6 +83,11 @@ class ModelRow:
     epochs: list[int]
     status: dict[int, str]
     """Seed -> ``done`` / ``timeout: ...`` / ``failed: ...`` / ``missing``."""
+    epoch_seconds: list[float] = field(default_factory=list)
+    """Median training seconds of an epoch (history.csv ``seconds``), one per finished seed that trained in
+    epochs (closed-form models: none)."""
+    best_epochs: list[int] = field(default_factory=list)
+    """The epoch whose weights each finished seed kept (early stopping on validation), where it trained in epochs."""
     ci95: tuple[float, float] | None = None
     delta: float | None = None
     p_value: float | None = None
@@ -173,6 +178,12 @@ def build_report(plan: BenchmarkPlan, outcomes: dict[str, CellOutcome] | None = 
                     row.values.setdefault(metric, []).append(float(test.get(metric, math.nan)))
                 row.fit_seconds.append(float(metrics.get("train_seconds", math.nan)))
                 row.epochs.append(int(metrics.get("epochs", 1)))
+                if dict(metrics.get("fit") or {}).get("kind") == "epochs":
+                    if metrics.get("best_epoch") is not None:
+                        row.best_epochs.append(int(metrics["best_epoch"]))
+                    epoch_s = [s for _, s in _curve(cell.folder / "history.csv", "seconds")]
+                    if epoch_s:
+                        row.epoch_seconds.append(float(np.median(epoch_s)))
                 info = info or {
                     **dict(metrics.get("dataset", {})),
                     "test_users": metrics.get("users_evaluated", {}).get("test"),
@@ -499,11 +510,12 @@ def table_rows(report: Report, ds: DatasetReport) -> tuple[list[str], list[list[
     header = ["model", *report.columns]
     if metric not in report.columns:
         header.append(metric)
-    header += [f"95% CI {metric}", "Δ vs best", "p vs best", "fit s", "seeds"]
+    tail = [f"95% CI {metric}", "Δ vs best", "p vs best", "fit s", "s / epoch", "best epoch", "seeds"]
+    header += tail
     out = []
     for row in ds.rows:
         cells = [row.model]
-        for m in header[1 : len(header) - 5]:
+        for m in header[1 : len(header) - len(tail)]:
             mean, sd = row.mean(m), row.sd(m)
             text = _f(mean) + ("" if sd is None else f" ± {sd:.4f}")
             if m == metric and row.model == ds.best and mean is not None:
@@ -517,6 +529,8 @@ def table_rows(report: Report, ds: DatasetReport) -> tuple[list[str], list[list[
             cells += ["-" if row.delta is None else f"{row.delta:+.4f}", _p(row.p_value)]
         fit = [s for s in row.fit_seconds if s == s]
         cells.append(_f(float(np.mean(fit)), 1) if fit else "-")
+        cells.append(_f(float(np.mean(row.epoch_seconds)), 1) if row.epoch_seconds else "-")
+        cells.append(", ".join(str(e) for e in row.best_epochs) if row.best_epochs else "-")
         failed = [f"seed {s}: {st}" for s, st in row.status.items() if st != "done"]
         cells.append(f"{len(row.seeds)}/{len(row.status)}" + (f" ({'; '.join(failed)})" if failed else ""))
         out.append(cells)
@@ -715,6 +729,8 @@ def report_json(report: Report) -> dict[str, Any]:
                         },
                         "fit_seconds": [num(x) for x in r.fit_seconds],
                         "epochs": r.epochs,
+                        "epoch_seconds": [num(x) for x in r.epoch_seconds],
+                        "best_epochs": r.best_epochs,
                     }
                     for r in ds.rows
                 },
