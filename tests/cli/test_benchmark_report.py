@@ -286,9 +286,23 @@ def test_only_computes_the_selected_cells_and_reports_the_rest_as_found(
     rest = Counter(monkeypatch)
     assert _run(bench, "--only", "synth").exit_code == 0  # the dataset: the cells not finished yet
     assert sorted(Path(c).parent.name for c in rest.calls) == ["popularity", "popularity"]
-    for selector, expected in (("other", "no dataset 'other'"), ("synth/knn", "no model 'knn'")):
+    for selector, expected in (
+        ("other", "no dataset 'other'"),
+        ("synth/knn", "no model 'knn'"),
+        ("synth/als/seed-7", "seeds: 1, 2"),
+        ("synth/als/x", "seeds: 1, 2"),
+    ):
         bad = _run(bench, "--only", selector)
         assert bad.exit_code != 0 and expected in bad.output
+
+
+def test_only_selects_one_seed_of_a_model(bench: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = Counter(monkeypatch)
+    result = _run(bench, "--only", "synth/als/seed-2", "--only", "synth/popularity/1")
+    assert result.exit_code == 0, result.output
+    assert sorted(Path(c).parent.name + "/" + Path(c).name for c in calls.calls) == ["als/seed-2", "popularity/seed-1"]
+    models = json.loads((bench / "out" / "report" / "report.json").read_text())["datasets"]["synth"]["models"]
+    assert models["als"]["seeds"] == [2] and models["popularity"]["seeds"] == [1]
 
 
 def test_an_interrupted_run_keeps_finished_cells_and_resumes(bench: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -49,22 +49,34 @@ class BenchmarkArgs:
 
 
 def selected_cells(plan: Any, only: tuple[str, ...]) -> list[Any]:
-    """The cells ``--only`` selects (all without selectors); a selector that names no dataset or model of the
-    plan is a :class:`ConfigError` naming the valid ones. A fusion cell's member cells are selected with it."""
+    """The cells ``--only`` selects (all without selectors): ``DATASET``, ``DATASET/LABEL`` or
+    ``DATASET/LABEL/seed-N`` (also ``.../N``); a selector that names no dataset, model or seed of the plan is a
+    :class:`ConfigError` naming the valid ones. A fusion cell's member cells are selected with it."""
     if not only:
         return list(plan.cells)
     datasets = [d.name for d in plan.datasets]
     labels = [m.key for m in plan.config.models]
-    wanted: set[tuple[str, str | None]] = set()
+    seeds = [int(s) for s in plan.config.seeds]
+    wanted: set[tuple[str, str | None, int | None]] = set()
     for selector in only:
-        dataset, _, label = selector.partition("/")
+        dataset, _, rest = selector.partition("/")
+        label, _, seed_text = rest.partition("/")
         if dataset not in datasets:
             raise ConfigError(
                 f"--only {selector!r}: no dataset {dataset!r} in the config (datasets: {', '.join(datasets)})"
             )
         if label and label not in labels:
             raise ConfigError(f"--only {selector!r}: no model {label!r} in the config (models: {', '.join(labels)})")
-        wanted.add((dataset, label or None))
+        seed: int | None = None
+        if seed_text:
+            number = seed_text.removeprefix("seed-")
+            if not label or not number.isdigit() or int(number) not in seeds:
+                raise ConfigError(
+                    f"--only {selector!r}: the third part must be a seed of the config as seed-N or N after "
+                    f"DATASET/LABEL (seeds: {', '.join(str(s) for s in seeds)})"
+                )
+            seed = int(number)
+        wanted.add((dataset, label or None, seed))
     chosen: dict[str, Any] = {}
 
     def add(cell: Any) -> None:
@@ -73,7 +85,11 @@ def selected_cells(plan: Any, only: tuple[str, ...]) -> list[Any]:
         chosen.setdefault(cell.name, cell)
 
     for cell in plan.cells:
-        if (cell.dataset, None) in wanted or (cell.dataset, cell.model) in wanted:
+        if wanted & {
+            (cell.dataset, None, None),
+            (cell.dataset, cell.model, None),
+            (cell.dataset, cell.model, cell.seed),
+        }:
             add(cell)
     return [c for c in plan.cells if c.name in chosen]
 

@@ -604,8 +604,8 @@ def benchmark(
     only: Annotated[
         list[str] | None,
         typer.Option(
-            help="--config form: compute only the cells of this DATASET or DATASET/LABEL (repeatable; the other "
-            "cells are reported as found on disk)."
+            help="--config form: compute only the cells of this DATASET, DATASET/LABEL or DATASET/LABEL/seed-N "
+            "(repeatable; the other cells are reported as found on disk)."
         ),
     ] = None,
     record: Annotated[
