@@ -296,6 +296,44 @@ def test_only_computes_the_selected_cells_and_reports_the_rest_as_found(
         assert bad.exit_code != 0 and expected in bad.output
 
 
+def test_published_references_are_shown_under_the_models_and_decide_nothing(
+    bench: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _run(bench)
+    assert first.exit_code == 0, first.output
+    report = bench / "out" / "report"
+    before = json.loads((report / "report.json").read_text())["datasets"]["synth"]
+    reference = (
+        '\n[[references]]\ndataset = "synth"\nlabel = "A paper (2019)"\nvalues = { "ndcg@10" = 0.99, "hr@5" = 0.5 }\n'
+    )
+    (bench / "bench.toml").write_text(CONFIG + reference, encoding="utf-8")
+    calls = Counter(monkeypatch)
+    again = _run(bench)
+    assert again.exit_code == 0, again.output
+    assert calls.calls == []  # no cell's key changed
+    after = json.loads((report / "report.json").read_text())["datasets"]["synth"]
+    assert after["references"] == [{"label": "A paper (2019)", "values": {"ndcg@10": 0.99, "hr@5": 0.5}}]
+    assert after["best"] == before["best"] and after["models"] == before["models"]  # 0.99 is not the best model
+    rows = [line for line in (report / "report.md").read_text().splitlines() if line.startswith("| published")]
+    assert len(rows) == 1
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    header = next(line for line in (report / "report.md").read_text().splitlines() if line.startswith("| model"))
+    names = [c.strip() for c in header.strip("|").split("|")]
+    shown = dict(zip(names, cells, strict=True))
+    assert shown["model"] == "published: A paper (2019)" and shown["ndcg@10"] == "0.9900" and shown["hr@5"] == "0.5000"
+    assert shown["mrr@5"] == "-" and shown["p vs best"] == "-" and shown["seeds"] == "published"
+    for extra, expected in (
+        ('dataset = "other"', "references[0].dataset: must name a dataset"),
+        ('dataset = "synth"\nvalues = { "auc" = 0.7 }', "references[0].values.auc: not a column"),
+    ):
+        text = CONFIG + f'\n[[references]]\nlabel = "x"\n{extra}\n'
+        if "values" not in extra:
+            text += 'values = { "ndcg@10" = 0.1 }\n'
+        (bench / "bench.toml").write_text(text, encoding="utf-8")
+        bad = _run(bench)
+        assert bad.exit_code != 0 and expected in bad.output, bad.output
+
+
 def test_only_selects_one_seed_of_a_model(bench: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = Counter(monkeypatch)
     result = _run(bench, "--only", "synth/als/seed-2", "--only", "synth/popularity/1")

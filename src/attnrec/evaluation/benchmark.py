@@ -106,6 +106,20 @@ class ModelEntry(BaseModel):
         return self.label or self.name
 
 
+class Reference(BaseModel):
+    """One ``[[references]]`` entry: published figures shown under a dataset's table, for comparison only (never
+    computed, never the best model, never in a paired test)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str
+    """The name of a dataset of the config."""
+    label: str = Field(min_length=1)
+    """The row name, with its source (e.g. ``"BERT4Rec (Klenitskiy & Vasilev, RecSys 2023)"``)."""
+    values: dict[str, float] = Field(min_length=1)
+    """Metric -> published value; metrics of the table's columns (or the headline metric)."""
+
+
 class BenchmarkConfig(BaseModel):
     """A whole benchmark config file (``docs/contracts.md``)."""
 
@@ -126,6 +140,8 @@ class BenchmarkConfig(BaseModel):
     """Default wall-time limit of every cell (a model's own ``time_limit`` wins)."""
     datasets: list[dict[str, Any]] = Field(min_length=1)
     models: list[ModelEntry] = Field(min_length=1)
+    references: list[Reference] = Field(default_factory=list)
+    """Published figures shown under the tables (they decide nothing: no cell, key, best model or test)."""
 
     def table_columns(self) -> list[str]:
         if self.columns:
@@ -262,6 +278,19 @@ def _check_names(config: BenchmarkConfig, where: str) -> None:
                 raise ConfigError(
                     f"{where}: models[{i}].params.members[{j}].cell: must name a model listed before this one "
                     f"(its cells are the members; listed before: {', '.join(earlier) or 'none'}); got {label!r}"
+                )
+    datasets = [str(d["name"]) for d in config.datasets]
+    shown = {*config.table_columns(), config.metric}
+    for i, ref in enumerate(config.references):
+        if ref.dataset not in datasets:
+            raise ConfigError(
+                f"{where}: references[{i}].dataset: must name a dataset of the config ({', '.join(datasets)}); "
+                f"got {ref.dataset!r}"
+            )
+        for metric in ref.values:
+            if metric not in shown:
+                raise ConfigError(
+                    f"{where}: references[{i}].values.{metric}: not a column of the table ({', '.join(sorted(shown))})"
                 )
     if len(set(config.seeds)) != len(config.seeds):
         raise ConfigError(f"{where}: seeds: each seed once; got {config.seeds}")

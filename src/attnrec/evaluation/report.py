@@ -123,6 +123,8 @@ class DatasetReport:
     best: str | None
     curves_png: bytes | None = None
     time_png: bytes | None = None
+    references: list[tuple[str, dict[str, float]]] = field(default_factory=list)
+    """Published figures shown under the models: (label, metric -> value)."""
 
 
 @dataclass
@@ -217,6 +219,7 @@ def build_report(plan: BenchmarkPlan, outcomes: dict[str, CellOutcome] | None = 
         members = {e.key: [label for _, label in cell_members(e.params)] for e in config.models}
         _member_tests(rows, {k: v for k, v in members.items() if v}, config.metric, str(info.get("protocol") or "full"))
         report_ds = DatasetReport(ds.name, ds.files, ds.sha256, info, rows, best)
+        report_ds.references = [(r.label, dict(r.values)) for r in config.references if r.dataset == ds.name]
         report_ds.curves_png = curves_plot(report_ds, config.metric)
         report_ds.time_png = quality_time_plot(report_ds, config.metric)
         datasets.append(report_ds)
@@ -534,6 +537,9 @@ def table_rows(report: Report, ds: DatasetReport) -> tuple[list[str], list[list[
         failed = [f"seed {s}: {st}" for s, st in row.status.items() if st != "done"]
         cells.append(f"{len(row.seeds)}/{len(row.status)}" + (f" ({'; '.join(failed)})" if failed else ""))
         out.append(cells)
+    for label, values in ds.references:
+        shown = [_f(values.get(m)) for m in header[1 : len(header) - len(tail)]]
+        out.append([f"published: {label}", *shown, *["-"] * (len(tail) - 1), "published"])
     return header, out
 
 
@@ -709,6 +715,7 @@ def report_json(report: Report) -> dict[str, Any]:
                 "files": {role: {"path": p, "sha256": ds.sha256[role]} for role, p in ds.files.items()},
                 "info": ds.info,
                 "best": ds.best,
+                "references": [{"label": label, "values": values} for label, values in ds.references],
                 "models": {
                     r.model: {
                         "model": r.registry_name,
