@@ -322,6 +322,8 @@ def test_published_references_are_shown_under_the_models_and_decide_nothing(
     shown = dict(zip(names, cells, strict=True))
     assert shown["model"] == "published: A paper (2019)" and shown["ndcg@10"] == "0.9900" and shown["hr@5"] == "0.5000"
     assert shown["mrr@5"] == "-" and shown["p vs best"] == "-" and shown["seeds"] == "published"
+    html = (report / "report.html").read_text()
+    assert '<tr class="published"><td>published: A paper (2019)</td>' in html
     for extra, expected in (
         ('dataset = "other"', "references[0].dataset: must name a dataset"),
         ('dataset = "synth"\nvalues = { "auc" = 0.7 }', "references[0].values.auc: not a column"),

@@ -674,6 +674,7 @@ def render_html(report: Report) -> str:
                 "header": header,
                 "rows": [[c.replace("**", "") for c in r] for r in rows],
                 "best_rows": [r[0] == ds.best for r in rows],
+                "published_rows": [i >= len(ds.rows) for i in range(len(rows))],
                 "curves": _data_uri(ds.curves_png),
                 "time": _data_uri(ds.time_png),
                 "files": [(role, path, ds.sha256[role]) for role, path in ds.files.items()],
