@@ -25,7 +25,7 @@ TINY = {"embed_dim": 8, "attention_dim": 8, "epochs": 30, "batch_size": 64, "lr"
 
 
 def opts() -> TrainingOptions:
-    return TrainingOptions(seed=0, threads=1)
+    return TrainingOptions(seed=0, threads=1, device="cpu")
 
 
 class TestAutoInt(RecommenderConformance):

@@ -46,7 +46,7 @@ MASK = 99
 
 
 def opts() -> TrainingOptions:
-    return TrainingOptions(seed=0, threads=1)
+    return TrainingOptions(seed=0, threads=1, device="cpu")
 
 
 class TestBERT4Rec(RecommenderConformance):

@@ -19,7 +19,7 @@ TINY = {"embed_dim": 8, "attention_hidden": (16,), "hidden": (32, 16), "epochs":
 
 
 def opts() -> TrainingOptions:
-    return TrainingOptions(seed=0, threads=1)
+    return TrainingOptions(seed=0, threads=1, device="cpu")
 
 
 class TestDIN(RecommenderConformance):

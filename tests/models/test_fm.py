@@ -24,7 +24,7 @@ class TestFMConformance(RecommenderConformance):
 
 
 def opts() -> TrainingOptions:
-    return TrainingOptions(seed=0, threads=1)
+    return TrainingOptions(seed=0, threads=1, device="cpu")
 
 
 def crossed(

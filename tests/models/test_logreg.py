@@ -28,7 +28,7 @@ class TestLogRegConformance(RecommenderConformance):
 
 
 def opts() -> TrainingOptions:
-    return TrainingOptions(seed=0, threads=1)
+    return TrainingOptions(seed=0, threads=1, device="cpu")
 
 
 def planted(num_users: int = 80, num_items: int = 48, seed: int = 0) -> tuple[Interactions, UserFeatures, ItemFeatures]:

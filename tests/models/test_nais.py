@@ -18,7 +18,7 @@ TINY = {"embed_dim": 16, "attention_dim": 16, "epochs": 20, "batch_size": 256, "
 
 
 def opts() -> TrainingOptions:
-    return TrainingOptions(seed=0, threads=1)
+    return TrainingOptions(seed=0, threads=1, device="cpu")
 
 
 class TestNAIS(RecommenderConformance):

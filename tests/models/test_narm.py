@@ -32,7 +32,7 @@ TINY = {
 
 
 def opts(**kw: object) -> TrainingOptions:
-    return TrainingOptions(seed=0, threads=1, **kw)  # type: ignore[arg-type]
+    return TrainingOptions(**{"seed": 0, "threads": 1, "device": "cpu", **kw})  # type: ignore[arg-type]
 
 
 class TestNARM(RecommenderConformance):

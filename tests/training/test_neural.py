@@ -91,7 +91,15 @@ def test_devices_are_validated_and_cpu_inference_matches(tmp_path: Path) -> None
     model = SASRec(TINY).fit(data, options=TrainingOptions(seed=0, threads=1, device="cpu"))
     assert model.train_info_["device"] == "cpu"
     scores = model.score_indices(np.array([1]), [data.sequence(1)])
-    assert model.to("auto") is model  # no GPU here: auto is the CPU
+    assert model.to("auto") is model  # auto: the GPU where there is one, else the CPU
+    moved = model.score_indices(np.array([1]), [data.sequence(1)])
+    if torch.cuda.is_available():  # another device sums in another order
+        assert model.device_.type == "cuda"
+        np.testing.assert_allclose(moved, scores, rtol=1e-3, atol=1e-4)
+    else:
+        assert model.device_.type == "cpu"
+        np.testing.assert_array_equal(moved, scores)
+    assert model.to("cpu") is model
     np.testing.assert_array_equal(model.score_indices(np.array([1]), [data.sequence(1)]), scores)
     for bad, rule in [("tpu", "must be 'auto', 'cpu', 'cuda' or 'cuda:N'"), ("cuda:7", "cuda")]:
         if bad.startswith("cuda") and torch.cuda.device_count() > 7:

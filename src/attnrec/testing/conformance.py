@@ -15,7 +15,8 @@ pytest then runs every ``test_*`` method below against the model. The checks are
 * ``recommend`` returns ``(batch, k)`` arrays with scores sorted best first; ``exclude_seen=True`` never returns a
   history item and ``exclude_seen=False`` can.
 * unknown users get the popularity fallback, flagged; a history-using model personalises an anonymous history.
-* save/load and a refit with the same seed give identical scores.
+* save/load and a refit with the same seed give identical scores; on a machine with a CUDA GPU, a neural model
+  trained there scores the same (float32 tolerance) after loading on the CPU (skipped without a GPU).
 * a user's scores do not depend on the batch: alone, in another order or next to longer (padded) histories they
   are the same (float32 tolerance); one more event changes the scores of a model that uses histories
   (``uses_history``) and leaves the others' unchanged.
@@ -29,23 +30,26 @@ pytest then runs every ``test_*`` method below against the model. The checks are
   the global mean on :func:`~attnrec.data.synthetic.planted_ratings`.
 
 Hooks and flags a subclass may override: ``make_model`` (required), ``fit_options`` (a
-:class:`~attnrec.training.TrainingOptions`, default seed 7 and one thread), ``block_data`` / ``sequence_data``
+:class:`~attnrec.training.TrainingOptions`, default seed 7, one thread, on the CPU), ``block_data`` / ``sequence_data``
 (data factories), ``planted_block``, ``sequential``, ``block_top`` (how many of the top items must come from the
 user's group).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import pytest
+import torch
 
 from attnrec.base import Recommender
 from attnrec.data.interactions import Interactions
 from attnrec.data.synthetic import block_groups, block_interactions, planted_ratings, planted_sequences
 from attnrec.errors import ConfigError, NotFittedError
+from attnrec.training.neural import NeuralRecommender
 from attnrec.training.options import TrainingOptions
 
 
@@ -70,7 +74,7 @@ class RecommenderConformance:
         raise NotImplementedError("subclasses of RecommenderConformance implement make_model()")
 
     def fit_options(self) -> TrainingOptions:
-        return TrainingOptions(seed=7, threads=1)
+        return TrainingOptions(seed=7, threads=1, device="cpu")
 
     def block_data(self) -> Interactions:
         return block_interactions(40, 40, num_groups=self.num_groups, density=0.5, seed=3)
@@ -203,6 +207,34 @@ class RecommenderConformance:
         after, fb_after = loaded.scores_with_fallback(users, hists)
         np.testing.assert_array_equal(before, after)
         np.testing.assert_array_equal(fb_before, fb_after)
+
+    @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (runs on a machine that has one)")
+    def test_trained_on_a_gpu_scores_the_same_on_the_cpu(self, tmp_path: Path) -> None:
+        """A neural model fitted on ``cuda`` scores on the GPU, is saved, and loaded on the CPU it gives the same
+        scores within float32 tolerance (inference runs in float32 on both; the GPU's kernels sum in another
+        order)."""
+        model = self.make_model()
+        if not isinstance(model, NeuralRecommender):
+            pytest.skip(f"{type(model).__name__} is not a neural model: it has no device")
+        self.check_device_round_trip(model, "cuda", tmp_path)
+
+    def check_device_round_trip(self, model: NeuralRecommender, device: str, tmp_path: Path) -> None:
+        """Fit ``model`` on ``device``, then compare its scores with those of its saved copy loaded on the CPU."""
+        data = self.block_data()
+        options = dataclasses.replace(self.fit_options(), device=device)
+        model.fit(data, options=options)
+        assert model.device_.type == device and model.train_info_["device"].startswith(device)
+        users = np.arange(1, data.num_users + 1, dtype=np.int64)
+        hists = [model.history(int(u)) for u in users]
+        on_device, fb_device = model.scores_with_fallback(users, hists)
+        loaded = Recommender.load(model.save(tmp_path / "model"))
+        assert isinstance(loaded, NeuralRecommender) and loaded.device_.type == "cpu"
+        on_cpu, fb_cpu = loaded.scores_with_fallback(users, hists)
+        np.testing.assert_array_equal(fb_device, fb_cpu)
+        finite = np.isfinite(on_device)
+        np.testing.assert_array_equal(finite, np.isfinite(on_cpu))
+        np.testing.assert_allclose(on_cpu[finite], on_device[finite], rtol=1e-3, atol=1e-4)
+        assert np.array_equal(loaded.to(device).scores_with_fallback(users, hists)[1], fb_device)
 
     def test_same_seed_same_scores(self, fitted: tuple[Recommender, Interactions]) -> None:
         model, data = fitted
