@@ -45,7 +45,7 @@ from attnrec.data import Interactions
 from attnrec.data.features import load_item_features, load_user_features
 from attnrec.data.loaders import load_interactions
 from attnrec.errors import AttnRecError
-from attnrec.evaluation.benchmark import cpu_name
+from attnrec.evaluation.benchmark import cpu_name, without_neutral
 from attnrec.evaluation.cold import cold_item_split, cold_user_split, evaluate_cold_items, evaluate_cold_users
 from attnrec.evaluation.report import update_docs_section
 from attnrec.registry import available_models, create_model
@@ -112,8 +112,9 @@ class Cache:
 
 def item_result_key(digests: list[str], frac: float, k: int, seed: int, model_name: str, params: dict[str, Any]) -> str:
     """The cache key of one cold-item result: the data, the protocol's settings and every hyperparameter of the
-    model, defaults included (a release that changes a default recomputes the results it touches)."""
-    config = create_model(model_name, params).config.model_dump(mode="json")
+    model, defaults included (a release that changes a default recomputes the results it touches), except the
+    options added later at the value that leaves a run as it was (``NEUTRAL_PARAMS``, as in benchmark keys)."""
+    config = without_neutral(create_model(model_name, params).config.model_dump(mode="json"))
     return Cache.key(data=digests, frac=frac, k=k, seed=seed, model=model_name, config=config)
 
 
