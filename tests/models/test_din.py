@@ -162,3 +162,42 @@ def test_occlusion_scores_only_the_candidates(
     for method in ("occlusion", "occlusion-search"):
         got = explain(model, history, np.asarray([KEYS + 7, KEYS + 18]), top=1, method=method)
         assert [e.attributions[0].index for e in got] == [7, 18], method
+
+
+def test_table_gather_equals_per_slot_embedding() -> None:
+    """A training batch embeds the whole item table once and gathers its rows (:meth:`DINNet.embed_many`): the
+    vectors, the logits and every gradient equal those of embedding each history slot on its own."""
+    import torch
+
+    from attnrec.models._ctr import encode_features
+    from attnrec.models.din import DINNet
+
+    num_items = 30
+    users_v = IdVocabulary.from_ids([f"u{u}" for u in range(1, 9)], kind="user")
+    items_v = IdVocabulary.from_ids([f"i{i}" for i in range(1, num_items + 1)], kind="item")
+    genres = {f"i{i}": [f"genre=g{i % 3}", f"genre=g{i % 5 + 3}"] for i in range(1, num_items + 1)}
+    features = ItemFeatures(attributes=genres, fields=["genre"], kinds={"genre": "multi"})
+    data = Interactions(users_v, items_v, np.arange(1, 9), np.arange(1, 9), None, None, np.arange(8), None).sorted()
+    items_table, _ = encode_features(DIN(TINY).set_features(items=features), data)
+    assert items_table is not None
+
+    gen = torch.Generator().manual_seed(0)
+    history = torch.randint(0, num_items + 1, (6, 12), generator=gen)  # 72 slots > 31 rows: the table path
+    candidates = torch.randint(1, num_items + 1, (6, 2), generator=gen)
+    user = torch.arange(1, 7)
+    grads = []
+    outputs = []
+    for table_path in (True, False):
+        torch.manual_seed(1)
+        net = DINNet(8, num_items, items_table, None, DIN(TINY).config)
+        assert net.item_fields is not None
+        if not table_path:
+            net.embed_many = lambda *idx, n=net: tuple(n.embed_items(i) for i in idx)  # type: ignore[method-assign]
+        logits, weights = net(user, history, candidates)
+        (logits.square().sum() + weights.sum()).backward()
+        outputs.append(logits.detach())
+        grads.append({n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None})
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-5, atol=1e-6)
+    assert grads[0].keys() == grads[1].keys() and "item_fields.embedding.weight" in grads[0]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6, msg=name)
