@@ -24,7 +24,7 @@ section of a Markdown file with the command, the CPU and the table (``make bench
 Progress goes to stderr: one line per epoch of a neural fit (its history row) and a line at most every
 ``--progress-every`` seconds inside an epoch. With ``--cache``, neural fits write per-epoch checkpoints under
 ``DIR/checkpoints/`` (named by the result's key, so changed settings start afresh); a killed run started again
-continues each unfinished fit from its last epoch.
+continues each unfinished fit from its last epoch (the result's ``seconds`` count the restored epochs too).
 """
 
 from __future__ import annotations
@@ -155,6 +155,7 @@ class Progress:
         self.every = every
         self.start = time.perf_counter()
         self.last = self.start
+        self.epochs: set[int] = set()
 
     def _line(self, text: str) -> None:
         print(f"# {time.perf_counter() - self.start:8.0f} s  {self.label}: {text}", file=sys.stderr, flush=True)
@@ -167,8 +168,17 @@ class Progress:
 
     def log(self, row: dict[str, Any]) -> None:
         self.last = time.perf_counter()
+        if isinstance(row.get("epoch"), int):
+            self.epochs.add(row["epoch"])
         shown = {k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}
         self._line(json.dumps(shown))
+
+
+def earlier_seconds(model: Any, epochs_here: set[int]) -> float:
+    """Training and validation seconds of the epochs a resumed fit restored from its checkpoints (those this
+    process did not run), so that a result's ``seconds`` is its whole cost, not only the last process's share."""
+    rows = [r for r in getattr(model, "history_", []) if r.get("epoch") not in epochs_here]
+    return float(sum(float(r.get("seconds", 0.0)) + float(r.get("valid_seconds", 0.0)) for r in rows))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -255,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 metrics = evaluate_cold_items(model, split, k=k)
                 row = {"dataset": name, "protocol": "cold items", "answer": model_name, "seed": seed, **metrics}
-                row["seconds"] = round(time.perf_counter() - start, 1)
+                row["seconds"] = round(time.perf_counter() - start + earlier_seconds(model, progress.epochs), 1)
                 results.append(row)
                 cache.put(f"{name}-items-{model_name}-s{seed}", key, [row])
                 print(json.dumps(row), file=sys.stderr, flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -148,6 +149,27 @@ def test_neural_fit_reports_each_epoch_and_a_killed_run_resumes_from_its_checkpo
     resumed = [line.split('"epoch": ')[1].split(",")[0] for line in second.splitlines() if '"epoch":' in line]
     assert resumed == ["3", "4"]  # epochs 1 and 2 came from the checkpoint, not recomputed
     assert (cache_dir / "tiny-items-din-s0.json").is_file()
+    # the result's seconds hold the restored epochs' time too, not only the second process's
+    earlier = sum(json.loads(line.split(": ", 1)[1])["seconds"] for line in epoch_lines[:2])
+    stored = json.loads((cache_dir / "tiny-items-din-s0.json").read_text(encoding="utf-8"))["rows"][0]
+    here = sum(json.loads(line.split(": ", 1)[1])["seconds"] for line in second.splitlines() if '"epoch":' in line)
+    assert stored["seconds"] >= round(earlier + here, 1) - 0.1
+
+
+def test_earlier_seconds_counts_only_the_restored_epochs() -> None:
+    cold = _script()
+
+    class Fitted:
+        def __init__(self) -> None:
+            self.history_ = [
+                {"epoch": 1, "seconds": 10.0, "valid_seconds": 2.0},
+                {"epoch": 2, "seconds": 11.0},
+                {"epoch": 3, "seconds": 12.0, "valid_seconds": 3.0},
+            ]
+
+    assert cold.earlier_seconds(Fitted(), {3}) == 23.0
+    assert cold.earlier_seconds(Fitted(), {1, 2, 3}) == 0.0
+    assert cold.earlier_seconds(object(), set()) == 0.0
 
 
 def test_result_key_covers_every_hyperparameter_defaults_included() -> None:
