@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from attnrec.config import coerce_value
-from attnrec.data import leave_one_out
+from attnrec.data import Interactions, leave_one_out
 from attnrec.data.loaders import read_interactions
-from attnrec.models.sasrec import SASRecConfig, SASRecNet
+from attnrec.models.sasrec import SASRec, SASRecConfig, SASRecNet
 from attnrec.models.sequential import (
     resolved_exclude_window_items,
     resolved_sliding_window_step,
@@ -51,13 +51,20 @@ def parse(text: str) -> dict[str, object]:
     return out
 
 
-def training_sequences(data: str, max_events: int | None) -> tuple[list[np.ndarray], np.ndarray, int]:
-    """Per-user training sequences (leave-one-out), item counts and the number of items."""
+def training_sequences(data: str, max_events: int | None) -> tuple[list[np.ndarray], np.ndarray, int, Interactions]:
+    """Per-user training sequences (leave-one-out), item counts, the number of items and the training log."""
     train = leave_one_out(read_interactions(NAMED.get(data, Path(data)))).train
     seqs = train.sequences()[1:]
     if max_events is not None:
         seqs = [s[-max_events:] for s in seqs]
-    return seqs, train.item_counts(), train.num_items
+    return seqs, train.item_counts(), train.num_items, train
+
+
+def ruled(cfg: SASRecConfig, train: Interactions) -> SASRecConfig:
+    """``cfg`` with the values its data rules give on ``train`` (``weight_decay``, ``dropout``, ``batch_size`` left
+    at None), as fitting SASRec would train it."""
+    rules = SASRec(cfg).data_rules(train, cfg)
+    return cfg.with_updates(**{k: v for k, (v, _) in rules.items()}) if rules else cfg
 
 
 def run(cfg: SASRecConfig, seqs: list[np.ndarray], counts: np.ndarray, num_items: int, steps: int) -> float:
@@ -107,8 +114,8 @@ def main() -> int:
     parser.add_argument("--config", action="append", default=None, help="comma-separated key=value overrides")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    seqs, counts, num_items = training_sequences(args.data, args.max_events)
-    configs = [(text, SASRecConfig.create(parse(text))) for text in args.config or [""]]
+    seqs, counts, num_items, train = training_sequences(args.data, args.max_events)
+    configs = [(text, ruled(SASRecConfig.create(parse(text)), train)) for text in args.config or [""]]
     rates: dict[str, list[float]] = {text: [] for text, _ in configs}
     for _ in range(args.repeats):
         for text, cfg in configs:
