@@ -307,9 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         if not_computed:
             block += (
-                f"\nNot computed yet ({len(not_computed)} results; the command above computes them): "
-                + "; ".join(not_computed)
-                + ".\n"
+                f"\nNot computed yet ({len(not_computed)} result{'s' if len(not_computed) != 1 else ''}; "
+                "the command above computes them): " + "; ".join(not_computed) + ".\n"
             )
         changed = update_docs_section(args.update_docs, args.section, block)
         print(f"{args.update_docs}: section {args.section!r} {'updated' if changed else 'unchanged'}", file=sys.stderr)
