@@ -18,6 +18,7 @@ the user's interest in ``c`` is ``sum_j a_j e_hj``, and an MLP with Dice (or PRe
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
@@ -126,13 +127,11 @@ class DINNet(nn.Module):
         return torch.cat(parts, -1)
 
     def embed_many(self, *indices: Tensor) -> tuple[Tensor, ...]:
-        """:meth:`embed_items` of each index tensor. When they hold more indices than the catalogue has rows (a
-        training batch reads ~100 history items per impression), the whole item table is embedded once and each
-        tensor gathers its rows from it: the same vectors for a fraction of the field-bag work (the mean over a
-        multi-valued field's values, forward and backward, per catalogue row instead of per history slot)."""
+        """:meth:`embed_items` of each tensor; with more indices than catalogue rows (a training batch), the item
+        table is embedded once and gathered from: the same vectors, the field-bag work per row, not per slot."""
         rows = self.item_id.num_embeddings
         if self.item_fields is None or sum(i.numel() for i in indices) <= rows:
-            return tuple(self.embed_items(i) for i in indices)
+            return tuple(map(self.embed_items, indices))
         table = self.embed_items(torch.arange(rows, device=indices[0].device))
         return tuple(F.embedding(i, table) for i in indices)
 
@@ -148,11 +147,9 @@ class DINNet(nn.Module):
         return torch.cat(parts, -1)
 
     def activation(self, h: Tensor, c: Tensor) -> Tensor:
-        """Activation-unit logits: ``h`` ``(B, L, W)`` history, ``c`` ``(B, T, W)`` candidates -> ``(B, T, L)``.
-
-        The first layer on ``[h, c, h - c, h * c]`` is computed as ``(W1 + W3) h + (W2 - W3) c + W4 (h * c) + b``,
-        the last term as one batched matmul ``h (W4 * c)^T`` (no ``(B, T, L, W)`` tensor); the ``(B, L, T, K)``
-        result keeps the matmul's layout, so the next layers act on its last axis without copies."""
+        """Activation-unit logits: ``h`` ``(B, L, W)`` history, ``c`` ``(B, T, W)`` candidates -> ``(B, T, L)``. The
+        first layer on ``[h, c, h - c, h * c]`` is ``(W1 + W3) h + (W2 - W3) c + W4 (h * c) + b``, the last term one
+        batched matmul ``h (W4 * c)^T`` (no ``(B, T, L, W)`` tensor), kept in the matmul's ``(B, L, T, K)`` layout."""
         w = self.item_width
         weight = self.att_in.weight  # (K, 4W) over [h, c, h - c, h * c]
         w_h = weight[:, :w] + weight[:, 2 * w : 3 * w]
@@ -228,8 +225,6 @@ class DIN(FeatureTablesState, NeuralRecommender):
         return DINNet(self.num_users, self.num_items, self.item_table_, self.user_table_, self.config)
 
     def trainer_config(self, device: torch.device) -> TrainerConfig:
-        import dataclasses
-
         mode: Literal["max", "min"] = "min" if self.config.valid_metric == "logloss" else "max"
         return dataclasses.replace(super().trainer_config(device), metric=self.config.valid_metric, mode=mode)
 
