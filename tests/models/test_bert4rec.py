@@ -235,6 +235,17 @@ def test_padding_invariance_and_last_is_the_appended_mask() -> None:
     torch.testing.assert_close(last[1], module(torch.tensor([[1, 2, 3, 4, 5, 21]]))[0, -1])
 
 
+def test_without_output_transform_scores_come_from_the_last_block() -> None:
+    with_transform, plain = net(), net(output_transform=False)
+    assert not any(name.startswith("transform.") for name in plain.state_dict())
+    assert any(name.startswith("transform.") for name in with_transform.state_dict())
+    tokens = torch.tensor([[3, 4, 5, 21]])
+    x = plain.embed(tokens)
+    states = plain.encoder(x, (tokens > 0)[:, None, None, :])
+    torch.testing.assert_close(plain(tokens), states)
+    torch.testing.assert_close(plain.scores(plain(tokens)[:, -1]), states[:, -1] @ plain.item_emb.weight.T)
+
+
 def test_odd_heads_rejected() -> None:
     with pytest.raises(ConfigError, match="embed_dim"):
         BERT4Rec(embed_dim=30, num_heads=4)

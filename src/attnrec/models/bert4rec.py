@@ -62,6 +62,9 @@ class BERT4RecConfig(SequentialConfig):
     )
     attn_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on attention probabilities (slow on CPU).")
     norm_first: bool = Field(True, description="Pre-LN blocks (true) or post-LN blocks (false, as in the paper).")
+    output_transform: bool = Field(
+        True, description="Linear, GELU, LayerNorm before the item scores (true, as in the paper) or none (false)."
+    )
     mask_prob: float | None = Field(
         None,
         gt=0,
@@ -191,7 +194,9 @@ class BERT4RecNet(nn.Module):
             attn_dropout=cfg.attn_dropout,
             norm_first=cfg.norm_first,
         )
-        self.transform = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.LayerNorm(d))
+        self.transform: nn.Module = (
+            nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.LayerNorm(d)) if cfg.output_transform else nn.Identity()
+        )
         self.head = item_scores_module(self.item_emb)
         nn.init.normal_(self.item_emb.weight, std=d**-0.5)
         nn.init.normal_(self.pos_emb.weight, std=d**-0.5)
