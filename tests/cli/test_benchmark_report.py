@@ -759,3 +759,23 @@ def test_an_option_added_at_its_neutral_value_keeps_the_keys_of_finished_cells()
     stored_today = {**model_params(plain), "ema_decay": None}  # a run folder's config.json of this release
     assert without_neutral(stored_today) == model_params(plain)
     assert without_neutral({**stored_today, "ema_decay": 0.9}) != model_params(plain)
+
+
+def test_every_recorded_cell_matches_this_release_s_hyperparameters() -> None:
+    """The committed records (``benchmarks/results``) stay valid: each cell's stored hyperparameters, read back
+    through this release's config, give the same model parameters. A new option whose default is not declared
+    in NEUTRAL_PARAMS would make every recorded cell of its model look changed (``make bench-docs`` would
+    recompute hours of cells)."""
+    from attnrec.evaluation.benchmark import model_params, without_neutral
+    from attnrec.runs import DataSpec, RunConfig
+
+    records = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+    configs = sorted(records.glob("*/cells/*/*/seed-*/config.json"))
+    assert len(configs) >= 100, "the committed benchmark records are missing"
+    models = set()
+    for path in configs:
+        stored = json.loads(path.read_text())
+        run = RunConfig(model=stored["model"], params=stored["params"], data=DataSpec(path="log.csv"), seed=0)
+        assert model_params(run) == without_neutral(stored["params"]), path
+        models.add(stored["model"])
+    assert {"bert4rec", "sasrec", "nais", "din"} <= models
