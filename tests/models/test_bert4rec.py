@@ -246,6 +246,20 @@ def test_without_output_transform_scores_come_from_the_last_block() -> None:
     torch.testing.assert_close(plain.scores(plain(tokens)[:, -1]), states[:, -1] @ plain.item_emb.weight.T)
 
 
+def test_init_std_gives_bert_s_initialisation_and_none_keeps_the_embedding_scale() -> None:
+    default, bert = net(embed_dim=64, num_heads=2), net(embed_dim=64, num_heads=2, init_std=0.02)
+    linears = [m for m in bert.modules() if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        assert linears and all(float(m.bias.abs().max()) == 0.0 for m in linears if m.bias is not None)
+        for weight in [m.weight for m in linears] + [bert.item_emb.weight[1:], bert.pos_emb.weight, bert.mask_emb]:
+            assert 0.015 < float(weight.std()) < 0.025
+        assert float(bert.item_emb.weight[0].abs().max()) == 0.0  # padding stays zero
+        assert 0.1 < float(default.item_emb.weight[1:].std()) < 0.15  # 1/sqrt(64) = 0.125
+        assert float(next(m for m in default.modules() if isinstance(m, torch.nn.Linear)).bias.abs().max()) > 0
+    with pytest.raises(ConfigError, match="init_std"):
+        BERT4Rec(init_std=0)
+
+
 def test_odd_heads_rejected() -> None:
     with pytest.raises(ConfigError, match="embed_dim"):
         BERT4Rec(embed_dim=30, num_heads=4)

@@ -439,11 +439,11 @@ def _run_config(
         raise ConfigError(f"{where}: {_pydantic_line(exc, prefix)}") from None
 
 
-NEUTRAL_PARAMS: dict[str, Any] = {"ema_decay": None, "output_transform": True}
+NEUTRAL_PARAMS: dict[str, Any] = {"ema_decay": None, "output_transform": True, "init_std": None}
 """Hyperparameters added after benchmark records existed (``ema_decay`` to every neural model,
-``output_transform`` to BERT4Rec), with the value at which a run is exactly the earlier one: at that value they
-are left out of :func:`model_params` (and so of the cell keys), so adding an option does not invalidate the
-finished cells it does not change."""
+``output_transform`` and ``init_std`` to BERT4Rec), with the value at which a run is exactly the earlier one: at
+that value they are left out of :func:`model_params` (and so of the cell keys), so adding an option does not
+invalidate the finished cells it does not change."""
 
 
 def model_params(run_config: Any) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from attnrec.models.sequential import (
     resolved_sliding_window_step,
     sequence_loss,
 )
-from attnrec.nn.transformer import FastDropout, TransformerEncoder, attention_mask
+from attnrec.nn.transformer import FastDropout, TransformerEncoder, attention_mask, normal_init_
 from attnrec.training.neural import item_scores_module
 from attnrec.training.search_space import Choice, FloatRange, IntRange, SearchSpace
 from attnrec.training.sequences import pad_histories, training_windows
@@ -62,6 +62,12 @@ class BERT4RecConfig(SequentialConfig):
     )
     attn_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on attention probabilities (slow on CPU).")
     norm_first: bool = Field(True, description="Pre-LN blocks (true) or post-LN blocks (false, as in the paper).")
+    init_std: float | None = Field(
+        None,
+        gt=0,
+        description="Initialisation (None: item and position embeddings N(0, 1/embed_dim), layers PyTorch's "
+        "defaults; a value: Hugging Face BERT's, every embedding and linear weight N(0, init_std), biases 0).",
+    )
     output_transform: bool = Field(
         True, description="Linear, GELU, LayerNorm before the item scores (true, as in the paper) or none (false)."
     )
@@ -198,8 +204,12 @@ class BERT4RecNet(nn.Module):
             nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.LayerNorm(d)) if cfg.output_transform else nn.Identity()
         )
         self.head = item_scores_module(self.item_emb)
-        nn.init.normal_(self.item_emb.weight, std=d**-0.5)
-        nn.init.normal_(self.pos_emb.weight, std=d**-0.5)
+        if cfg.init_std is None:
+            nn.init.normal_(self.item_emb.weight, std=d**-0.5)
+            nn.init.normal_(self.pos_emb.weight, std=d**-0.5)
+        else:
+            normal_init_(self, cfg.init_std)
+            nn.init.normal_(self.mask_emb, std=cfg.init_std)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
 

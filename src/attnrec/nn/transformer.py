@@ -37,6 +37,16 @@ def positions_from_start(valid: Tensor) -> Tensor:
     return (valid.long().cumsum(dim=1) - 1).clamp_min(0)
 
 
+def normal_init_(module: nn.Module, std: float) -> None:
+    """Hugging Face BERT's initialisation of ``module`` in place: every ``nn.Linear`` and ``nn.Embedding``
+    weight drawn from N(0, std), ``nn.Linear`` biases zero (LayerNorms keep their ones and zeros)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=std)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 def fast_dropout(x: Tensor, p: float, training: bool) -> Tensor:
     """Inverted dropout drawing one random byte per element (``p`` rounded to a multiple of 1/256).
 
