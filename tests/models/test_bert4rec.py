@@ -17,11 +17,10 @@ from attnrec.models.bert4rec import (
     BERT4RecConfig,
     BERT4RecNet,
     mask_sequences,
-    positions_from_end,
     resolved_mask_prob,
     small_log_rules,
 )
-from attnrec.nn.transformer import FastDropout
+from attnrec.nn.transformer import FastDropout, positions_from_end
 from attnrec.registry import get_model_class
 from attnrec.testing.conformance import RecommenderConformance
 from attnrec.training.options import TrainingOptions

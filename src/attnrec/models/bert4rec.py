@@ -33,7 +33,7 @@ from attnrec.models.sequential import (
     resolved_sliding_window_step,
     sequence_loss,
 )
-from attnrec.nn.transformer import FastDropout, TransformerEncoder, attention_mask, normal_init_
+from attnrec.nn.transformer import FastDropout, TransformerEncoder, attention_mask, normal_init_, positions_from_end
 from attnrec.training.neural import item_scores_module
 from attnrec.training.search_space import Choice, FloatRange, IntRange, SearchSpace
 from attnrec.training.sequences import pad_histories, training_windows
@@ -130,14 +130,6 @@ def resolved_mask_prob(config: BERT4RecConfig, mean_length: float) -> float:
         return config.mask_prob
     t = (math.log(max(mean_length, 1.0)) - math.log(8.0)) / (math.log(160.0) - math.log(8.0))
     return round(0.6 - 0.4 * min(max(t, 0.0), 1.0), 3)
-
-
-def positions_from_end(valid: Tensor) -> Tensor:
-    """``(B, L)`` int64 position of each token counted from the last real token (0), 1, ...; 0 on padding.
-
-    The ``[MASK]`` that scores the next item always gets position 0, and left or right padding give the same
-    positions."""
-    return (valid.flip(1).long().cumsum(dim=1).flip(1) - 1).clamp_min(0)
 
 
 def mask_sequences(

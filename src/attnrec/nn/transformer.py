@@ -37,6 +37,14 @@ def positions_from_start(valid: Tensor) -> Tensor:
     return (valid.long().cumsum(dim=1) - 1).clamp_min(0)
 
 
+def positions_from_end(valid: Tensor) -> Tensor:
+    """``(B, L)`` int64 position of each token counted from the last real token (0), 1, ...; 0 on padding.
+
+    BERT4Rec's ``[MASK]`` that scores the next item always gets position 0, and left or right padding give the same
+    positions."""
+    return (valid.flip(1).long().cumsum(dim=1).flip(1) - 1).clamp_min(0)
+
+
 def normal_init_(module: nn.Module, std: float) -> None:
     """Hugging Face BERT's initialisation of ``module`` in place: every ``nn.Linear`` and ``nn.Embedding``
     weight drawn from N(0, std), ``nn.Linear`` biases zero (LayerNorms keep their ones and zeros)."""
