@@ -12,6 +12,7 @@ from attnrec.base import Recommender
 from attnrec.data.interactions import Interactions
 from attnrec.data.synthetic import planted_sequences
 from attnrec.errors import ConfigError
+from attnrec.models._data_rules import LARGE_LOG_RECIPE
 from attnrec.models.bert4rec import (
     BERT4Rec,
     BERT4RecConfig,
@@ -20,7 +21,7 @@ from attnrec.models.bert4rec import (
     resolved_mask_prob,
     small_log_rules,
 )
-from attnrec.nn.transformer import FastDropout, positions_from_end
+from attnrec.nn.transformer import FastDropout, MultiHeadSelfAttention, positions_from_end
 from attnrec.registry import get_model_class
 from attnrec.testing.conformance import RecommenderConformance
 from attnrec.training.options import TrainingOptions
@@ -156,7 +157,8 @@ def test_small_log_rules_regularise_small_logs_only() -> None:
     than 4,096 training sequences with a dense catalogue (ML-100K: 960, 58 events per item), decay 3.0 instead when
     the catalogue is sparse too (LastFM: 1,100, 13.8 per item), 0.1 / 0 / 128 on larger logs whatever the sparsity
     (ML-1M 7,068 and 289 per item, Beauty 22,363 and 12.7); values given are kept; the reason names the count."""
-    auto = BERT4RecConfig()
+    assert BERT4RecConfig().batch_size is None and BERT4RecConfig().attn_dropout == 0.0  # the recipe: not yet
+    auto = BERT4RecConfig(**dict.fromkeys(LARGE_LOG_RECIPE))
     assert (auto.dropout, auto.weight_decay, auto.batch_size) == (None, None, None)
     cases = ((960, 58.0, (0.5, 1.0, 16)), (1_100, 13.8, (0.5, 3.0, 16)), (4_095, 50.0, (0.5, 1.0, 32)))
     for windows, per_item, expected in (*cases, (4_095, 49.9, (0.5, 3.0, 32))):
@@ -164,11 +166,20 @@ def test_small_log_rules_regularise_small_logs_only() -> None:
         assert (rules["dropout"][0], rules["weight_decay"][0], rules["batch_size"][0]) == expected
         assert f"{windows:,} training sequences (< 4,096: small log)" in rules["dropout"][1]
         assert ("sparse catalogue" in rules["weight_decay"][1]) == (per_item < 50)
+        recipe = {k: rules[k][0] for k in LARGE_LOG_RECIPE}
+        assert recipe == {"attn_dropout": 0.0, "output_transform": True, "warmup_steps": 100, "grad_clip": 1.0,
+                          "last_mask_prob": 0.2}  # fmt: skip
     for windows, per_item in ((4_096, 10.0), (7_068, 289.0), (22_363, 12.7)):
         rules = small_log_rules(windows, auto, per_item)
         assert (rules["dropout"][0], rules["weight_decay"][0], rules["batch_size"][0]) == (0.1, 0.0, 128)
         assert "not a small log" in rules["batch_size"][1]
-    assert small_log_rules(960, BERT4RecConfig(dropout=0.2, weight_decay=0.0, batch_size=64), 13.8) == {}
+        recipe = {k: rules[k][0] for k in LARGE_LOG_RECIPE}  # the published run's settings
+        assert recipe == {"attn_dropout": 0.1, "output_transform": False, "warmup_steps": 0, "grad_clip": 0.0,
+                          "last_mask_prob": 0.0}  # fmt: skip
+    given = {"dropout": 0.2, "weight_decay": 0.0, "batch_size": 64, "attn_dropout": 0.05, "output_transform": True}
+    given |= {"warmup_steps": 10, "grad_clip": 2.0, "last_mask_prob": 0.1}
+    assert small_log_rules(960, BERT4RecConfig(**given), 13.8) == {}
+    assert small_log_rules(7_068, BERT4RecConfig(**given), 289.0) == {}
 
     data = planted_sequences(num_users=200, num_items=12, length=8, seed=0)  # 200 training sequences
     cfg = {k: v for k, v in TINY.items() if k not in ("dropout", "weight_decay", "batch_size")} | {"epochs": 1}
@@ -183,6 +194,24 @@ def test_small_log_rules_regularise_small_logs_only() -> None:
     model = BERT4Rec(cfg).fit(sparse, options=opts())
     assert model.config.weight_decay == 3.0
     assert "sparse catalogue" in model.train_info_["data_rules"]["weight_decay"]["why"]
+
+
+def test_a_larger_log_trains_with_the_published_run_s_settings() -> None:
+    """From 4,096 training sequences the fields of LARGE_LOG_RECIPE left at None take the published run's values,
+    and the network and the trainer use them: attention dropout, no output transform, no warm-up, no clipping,
+    no forced last-item mask."""
+    data = planted_sequences(num_users=4_200, num_items=30, length=6, seed=0)
+    recipe = list(LARGE_LOG_RECIPE)
+    cfg = TINY | dict.fromkeys(recipe) | {"epochs": 1, "max_seq_len": 6}
+    model = BERT4Rec(cfg).fit(data, options=opts())
+    assert {k: getattr(model.config, k) for k in recipe} == {k: large for k, (_, large) in LARGE_LOG_RECIPE.items()}
+    assert set(recipe) <= set(model.train_info_["data_rules"])
+    assert "not a small log" in model.train_info_["data_rules"]["grad_clip"]["why"]
+    net = model._net()
+    assert isinstance(net.transform, torch.nn.Identity)
+    assert {m.attn_dropout for m in net.modules() if isinstance(m, MultiHeadSelfAttention)} == {0.1}
+    trainer = model.trainer_config(torch.device("cpu"))
+    assert (trainer.warmup_steps, trainer.grad_clip) == (0, None)
 
 
 def test_training_batches_are_masked_windows(planted: tuple[BERT4Rec, Interactions]) -> None:
@@ -235,7 +264,7 @@ def test_padding_invariance_and_last_is_the_appended_mask() -> None:
 
 
 def test_without_output_transform_scores_come_from_the_last_block() -> None:
-    with_transform, plain = net(), net(output_transform=False)
+    with_transform, plain = net(output_transform=True), net(output_transform=False)
     assert not any(name.startswith("transform.") for name in plain.state_dict())
     assert any(name.startswith("transform.") for name in with_transform.state_dict())
     tokens = torch.tensor([[3, 4, 5, 21]])

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
+
+from pydantic import Field
 
 from attnrec.data.interactions import Interactions
 
@@ -68,8 +71,33 @@ SMALL_LOG_DROPOUT, BERT4REC_DROPOUT = 0.5, 0.1
 SMALL_LOG_WEIGHT_DECAY, SMALL_SPARSE_LOG_WEIGHT_DECAY, BERT4REC_WEIGHT_DECAY = 1.0, 3.0, 0.0
 
 
+LARGE_LOG_RECIPE: dict[str, tuple[Any, Any]] = {
+    "attn_dropout": (0.0, 0.1),
+    "output_transform": (True, False),
+    "warmup_steps": (100, 0),
+    "grad_clip": (1.0, 0.0),
+    "last_mask_prob": (0.2, 0.0),
+}
+"""BERT4Rec: ``field: (small log, larger log)`` for the settings of Klenitskiy & Vasilev's published run (BertConfig's
+attention dropout 0.1, a bare tied head, Adam at a constant rate without warm-up or clipping, no forced last-item
+mask) against the steadier ones a small log needs (docs/models/bert4rec.md: validation NDCG@10 on ML-1M and Amazon
+Beauty rises with the recipe, on LastFM it falls). ``grad_clip`` 0 is off."""
+
+
+def recipe_field(name: str, what: str, **bounds: Any) -> Any:
+    """A BERT4Rec config field of :data:`LARGE_LOG_RECIPE`: numbers never negative; None lets the data decide.
+    The default is still the small-log value on every log, until the rule's benchmark cells are recorded on all
+    seeds (docs/models/bert4rec.md, "The large-log rule")."""
+    small, large = LARGE_LOG_RECIPE[name]
+    rule = f"None: a rule from the data, models.bert4rec.small_log_rules: {json.dumps(small)} on small logs, else "
+    if not isinstance(small, bool):
+        bounds.setdefault("ge", 0)
+    return Field(small, description=f"{what} ({rule}{json.dumps(large)}).", **bounds)
+
+
 def small_log_rules(num_windows: int, config: Any, events_per_item: float) -> dict[str, tuple[Any, str]]:
-    """The data rules of BERT4Rec's ``dropout``, ``weight_decay`` and ``batch_size`` left at None, with their reason.
+    """The data rules of BERT4Rec's ``dropout``, ``weight_decay``, ``batch_size`` and the :data:`LARGE_LOG_RECIPE`
+    fields left at None, with their reason.
 
     On a small log (fewer than ``SMALL_LOG_WINDOWS`` training sequences: LastFM's 1,100, ML-100K's 960) the cloze
     task stays on a popularity plateau for tens of epochs and then overfits: dropout 0.5, AdamW decay and the
@@ -77,7 +105,8 @@ def small_log_rules(num_windows: int, config: Any, events_per_item: float) -> di
     also sparse (fewer than ``SPARSE_EVENTS_PER_ITEM`` training events per item: LastFM's 13.8), where it works
     as SASRec's sparse-catalogue decay does (rarely seen items keep small embeddings), and 1.0 on a dense one
     (ML-100K's 58), where 3.0 lost validation NDCG@10. On larger logs (Amazon Beauty's 22,363 sequences) the
-    small-log values cost validation NDCG@10, so they keep 0.1, 0 and 128 (docs/models/bert4rec.md).
+    small-log values cost validation NDCG@10, so they keep 0.1, 0 and 128, and take the published run's
+    :data:`LARGE_LOG_RECIPE` (docs/models/bert4rec.md).
     ``events_per_item``: training events per catalogue item."""
     small = num_windows < SMALL_LOG_WINDOWS
     why = f"{num_windows:,} training sequences ({'<' if small else '>='} {SMALL_LOG_WINDOWS:,}: " + (
@@ -103,4 +132,7 @@ def small_log_rules(num_windows: int, config: Any, events_per_item: float) -> di
     if config.batch_size is None:
         size, batch_why = small_data_batch_size(num_windows, type(config).base_batch_size)
         rules["batch_size"] = (size, f"{why}; {batch_why}") if small else (type(config).base_batch_size, why)
+    for field, (small_value, large_value) in LARGE_LOG_RECIPE.items():
+        if getattr(config, field) is None:
+            rules[field] = (small_value if small else large_value, why)
     return rules

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from attnrec.data.interactions import Interactions
 from attnrec.errors import ConfigError
-from attnrec.models._data_rules import BERT4REC_DROPOUT
+from attnrec.models._data_rules import BERT4REC_DROPOUT, LARGE_LOG_RECIPE, recipe_field
 from attnrec.models._data_rules import small_log_rules as small_log_rules
 from attnrec.models.sequential import (
     SequentialConfig,
@@ -60,7 +60,7 @@ class BERT4RecConfig(SequentialConfig):
         description="Dropout on embeddings, sub-layer outputs and the FFN (None: a rule from the data, "
         "models.bert4rec.small_log_rules: 0.5 on small logs, else 0.1).",
     )
-    attn_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on attention probabilities (slow on CPU).")
+    attn_dropout: float | None = recipe_field("attn_dropout", "Dropout on attention probabilities, slow on CPU", lt=1)
     norm_first: bool = Field(True, description="Pre-LN blocks (true) or post-LN blocks (false, as in the paper).")
     init_std: float | None = Field(
         None,
@@ -68,8 +68,8 @@ class BERT4RecConfig(SequentialConfig):
         description="Initialisation (None: item and position embeddings N(0, 1/embed_dim), layers PyTorch's "
         "defaults; a value: Hugging Face BERT's, every embedding and linear weight N(0, init_std), biases 0).",
     )
-    output_transform: bool = Field(
-        True, description="Linear, GELU, LayerNorm before the item scores (true, as in the paper) or none (false)."
+    output_transform: bool | None = recipe_field(
+        "output_transform", "Linear, GELU, LayerNorm before the item scores (true, as in the paper) or none (false)"
     )
     mask_prob: float | None = Field(
         None,
@@ -78,8 +78,8 @@ class BERT4RecConfig(SequentialConfig):
         description="Probability that a training position is masked (None: from the mean training-window length "
         "L, 0.6 at L <= 8 falling log-linearly to 0.2 at L >= 160: the paper's Beauty and ML-1M values).",
     )
-    last_mask_prob: float = Field(
-        0.2, ge=0, le=1, description="Share of training sequences that mask only their last item (the next-item task)."
+    last_mask_prob: float | None = recipe_field(
+        "last_mask_prob", "Share of training sequences that mask only their last item, the next-item task", le=1
     )
     exclude_window_items: bool | None = Field(
         False,
@@ -110,8 +110,8 @@ class BERT4RecConfig(SequentialConfig):
         description="Stop after this many validations without a better validation NDCG@10; the best epoch's "
         "weights are kept (0: never stop early).",
     )
-    warmup_steps: int = Field(100, ge=0, description="Linear learning-rate warm-up steps.")
-    grad_clip: float | None = Field(1.0, gt=0, description="Clip the global gradient norm (None: off).")
+    warmup_steps: int | None = recipe_field("warmup_steps", "Linear learning-rate warm-up steps")  # type: ignore[assignment]
+    grad_clip: float | None = recipe_field("grad_clip", "Clip the global gradient norm, 0: off")
 
     search_space: ClassVar[SearchSpace] = {
         "lr": FloatRange(3e-4, 5e-3, log=True),
@@ -189,11 +189,12 @@ class BERT4RecNet(nn.Module):
             cfg.num_layers,
             ffn_dim=cfg.ffn_dim or 4 * d,
             dropout=p,
-            attn_dropout=cfg.attn_dropout,
+            attn_dropout=LARGE_LOG_RECIPE["attn_dropout"][1] if cfg.attn_dropout is None else cfg.attn_dropout,
             norm_first=cfg.norm_first,
         )
+        transform = LARGE_LOG_RECIPE["output_transform"][1] if cfg.output_transform is None else cfg.output_transform
         self.transform: nn.Module = (
-            nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.LayerNorm(d)) if cfg.output_transform else nn.Identity()
+            nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.LayerNorm(d)) if transform else nn.Identity()
         )
         self.head = item_scores_module(self.item_emb)
         if cfg.init_std is None:
@@ -284,7 +285,7 @@ class BERT4Rec(SequentialRecommender):
         windows, num_batches = super().training_batches(train)
         count, tokens = self._train_windows
         p = resolved_mask_prob(self.config, (tokens + count) / max(count, 1))
-        last_p, mask_token = self.config.last_mask_prob, self.num_items + 1
+        last_p, mask_token = self.config.last_mask_prob or 0.0, self.num_items + 1  # None: fit applied the rule
         self._mask_prob = p
 
         def batches(epoch: int, gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor, Tensor]]:

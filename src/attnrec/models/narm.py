@@ -62,7 +62,7 @@ class NARMConfig(SequentialConfig):
         description="Stop after this many validations without improvement (0: never stop early; 8: late in "
         "training validation NDCG@10 rises by less per epoch than it varies between epochs).",
     )
-    grad_clip: float | None = Field(5.0, gt=0, description="Clip the global gradient norm (None: off).")
+    grad_clip: float | None = Field(5.0, ge=0, description="Clip the global gradient norm (None or 0: off).")
 
     search_space: ClassVar[SearchSpace] = {
         "lr": FloatRange(5e-4, 1e-2, log=True),

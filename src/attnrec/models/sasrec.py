@@ -58,7 +58,7 @@ class SASRecConfig(SequentialConfig):
     eval_every: int = Field(4, ge=1, description="Validate every this many epochs (needs validation data).")
     warmup_steps: int = Field(200, ge=0, description="Linear learning-rate warm-up steps.")
     cosine: bool = Field(True, description="Cosine learning-rate decay over all epochs after warm-up.")
-    grad_clip: float | None = Field(1.0, gt=0, description="Clip the global gradient norm (None: off).")
+    grad_clip: float | None = Field(1.0, ge=0, description="Clip the global gradient norm (None or 0: off).")
 
     search_space: ClassVar[SearchSpace] = {
         "lr": FloatRange(3e-4, 1e-2, log=True),

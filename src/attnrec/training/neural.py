@@ -47,7 +47,7 @@ class NeuralConfig(ModelConfig):
     eval_every: int = Field(1, ge=1, description="Validate every this many epochs (needs validation data).")
     warmup_steps: int = Field(0, ge=0, description="Linear learning-rate warm-up steps.")
     cosine: bool = Field(False, description="Cosine learning-rate decay over all epochs after warm-up.")
-    grad_clip: float | None = Field(None, gt=0, description="Clip the global gradient norm (None: off).")
+    grad_clip: float | None = Field(None, ge=0, description="Clip the global gradient norm (None or 0: off).")
     ema_decay: float | None = Field(
         None,
         gt=0,
@@ -144,9 +144,9 @@ class NeuralRecommender(Recommender):
             metric=self.validation_metric,
             mode=self.validation_mode,
             eval_every=c.eval_every,
-            warmup_steps=c.warmup_steps,
+            warmup_steps=c.warmup_steps or 0,  # models with a data rule for these fields resolve None before
             cosine=c.cosine,
-            grad_clip=c.grad_clip,
+            grad_clip=c.grad_clip or None,  # 0: off
             bf16=resolved_bf16(c, device),
             ema_decay=c.ema_decay,
         )
