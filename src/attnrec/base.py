@@ -241,6 +241,11 @@ class Recommender(ABC):
                 "data_rules": {k: {"value": v, "why": why} for k, (v, why) in rules.items()},
             }
 
+    def rules_for(self, train: Interactions) -> dict[str, tuple[Any, str]]:
+        """The data rules a :meth:`fit` on ``train`` (as given to it) would apply to the config as it is now
+        (``{field: (value, reason)}``), without fitting."""
+        return self.data_rules(train if self.task == "ctr" else train.positives(), self.config)
+
     def data_rules(self, train: Interactions, config: Any) -> dict[str, tuple[Any, str]]:
         """Values for the config fields left at ``None`` that a rule derives from the training data:
         ``{field: (value, reason)}``. Fitting replaces ``config`` by the requested config with these values (so

@@ -244,7 +244,15 @@ def test_every_hyperparameter_is_in_the_key_so_a_changed_default_reruns_its_cell
         params = real(run_config)
         return {**params, "alpha": params["alpha"] + 1.0} if run_config.model == "als" else params
 
+    real_trained = attnrec.evaluation.benchmark.trained_params
+
+    def trained_with_new_default(run_config: Any, rules: dict[str, Any]) -> dict[str, Any]:
+        params = real_trained(run_config, rules)  # a run that wrote alpha out (as every stored run does) keeps it
+        new = run_config.model == "als" and "alpha" not in run_config.params
+        return {**params, "alpha": params["alpha"] + 1.0} if new else params
+
     monkeypatch.setattr(attnrec.evaluation.benchmark, "model_params", new_default)
+    monkeypatch.setattr(attnrec.evaluation.benchmark, "trained_params", trained_with_new_default)
     changed = Counter(monkeypatch)
     assert _run(bench).exit_code == 0
     assert sorted(Path(c).parent.name + "/" + Path(c).name for c in changed.calls) == ["als/seed-1", "als/seed-2"]
@@ -271,6 +279,51 @@ def test_a_marker_of_the_earlier_key_counts_while_the_stored_hyperparameters_are
     assert calls.calls == [str(als.folder)]  # popularity kept (and its marker upgraded), ALS retrained
     assert json.loads((pop.folder / CELL_JSON).read_text())["key"] == pop.key
     assert json.loads((als.folder / CELL_JSON).read_text())["key"] == als.key
+
+
+def test_a_default_that_became_a_data_rule_keeps_the_cells_it_trains_the_same(
+    bench: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cell whose key changed only because a hyperparameter is now given otherwise (here: EASE's ``l2``
+    written out as the value its data rule chose, or the reverse) is kept, in the out folder and from a record,
+    when the run trained with the same values; a value that trains otherwise is computed again."""
+    rule_config = CONFIG.replace('name = "als"\nparams = { factors = 8, iterations = 3 }', 'name = "ease"')
+    (bench / "bench.toml").write_text(rule_config)
+    record = bench / "record"
+    assert _run(bench, "--record", str(record)).exit_code == 0
+    ease = bench / "out" / "cells" / "synth" / "ease"
+    chosen = {s: json.loads((ease / f"seed-{s}" / "metrics.json").read_text())["fit"]["data_rules"] for s in (1, 2)}
+    l2 = chosen[1]["l2"]["value"]
+    assert l2 == chosen[2]["l2"]["value"] and l2 > 0
+    keys = {s: json.loads((ease / f"seed-{s}" / CELL_JSON).read_text())["key"] for s in (1, 2)}
+
+    (bench / "bench.toml").write_text(
+        rule_config.replace('name = "ease"', f'name = "ease"\nparams = {{ l2 = {l2!r} }}')
+    )
+    plan = plan_benchmark(read_benchmark_config(bench / "bench.toml"), bench / "out", base_dir=bench)
+    cells = {c.seed: c for c in plan.cells if c.model == "ease"}
+    assert all(cells[s].key != keys[s] for s in (1, 2))  # the key holds the hyperparameters as given
+    kept = Counter(monkeypatch)
+    assert _run(bench).exit_code == 0
+    assert kept.calls == []
+    assert all(json.loads((ease / f"seed-{s}" / CELL_JSON).read_text())["key"] == cells[s].key for s in (1, 2))
+    fresh = Counter(monkeypatch)  # a fresh out folder restores both from the record of the rule's runs
+    result = runner.invoke(
+        app, ["benchmark", "--config", str(bench / "bench.toml"), "--out", str(bench / "out2"), "--quiet",
+              "--record", str(record)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert fresh.calls == []
+    restored = bench / "out2" / "cells" / "synth" / "ease" / "seed-1" / CELL_JSON
+    assert json.loads(restored.read_text())["key"] == cells[1].key
+
+    (bench / "bench.toml").write_text(
+        rule_config.replace('name = "ease"', f'name = "ease"\nparams = {{ l2 = {2 * l2!r} }}')
+    )
+    other = Counter(monkeypatch)
+    assert _run(bench).exit_code == 0
+    assert sorted(Path(c).name for c in other.calls) == ["seed-1", "seed-2"]
+    assert all(Path(c).parent.name == "ease" for c in other.calls)
 
 
 def test_only_computes_the_selected_cells_and_reports_the_rest_as_found(

@@ -25,7 +25,7 @@ import time
 import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -180,6 +180,10 @@ class Cell:
     legacy_key: str | None = None
     """The key of markers written before keys held every hyperparameter (only the ones the config file gave):
     such a marker still counts when the run's stored hyperparameters equal today's (see :func:`marker_matches`)."""
+    sha256: dict[str, str] = field(default_factory=dict)
+    """Role of each data file (``data``, ``items``, ...) -> sha256 of its contents, as in :attr:`key`."""
+    trained: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """Filled by :func:`same_trained_run`: the hyperparameters this cell trains with (read from its data once)."""
 
     @property
     def name(self) -> str:
@@ -409,6 +413,7 @@ def plan_benchmark(
                     time_limit=entry_m.time_limit or config.time_limit,
                     needs=needs,
                     legacy_key=None if needs else cell_key(keyed, sha, all_params=False),
+                    sha256=dict(sha),
                 )
                 planned[(entry_m.key, seed)] = cell
                 cells.append(cell)
@@ -463,18 +468,22 @@ def without_neutral(params: Any) -> Any:
     return {k: v for k, v in params.items() if not (k in NEUTRAL_PARAMS and v == NEUTRAL_PARAMS[k])}
 
 
-def cell_key(run_config: Any, sha256: dict[str, str], *, all_params: bool = True) -> str:
+def cell_key(
+    run_config: Any, sha256: dict[str, str], *, all_params: bool = True, params: dict[str, Any] | None = None
+) -> str:
     """sha256 of what decides a cell's result: the run configuration (without ``threads``, ``device`` and
     ``processes``, which decide only where and how fast it runs; data paths replaced by their contents'
     sha256), every hyperparameter of the model (defaults included, so a release that changes a default reruns
     the cells it touches) and the data files' sha256. ``all_params=False``: the key of earlier releases
-    (hyperparameters as the config gave them)."""
+    (hyperparameters as the config gave them); ``params``: these hyperparameters instead."""
     payload = run_config.model_dump(mode="json", exclude={"threads", "device", "processes"})
-    if all_params:
+    if params is not None:
+        payload["params"] = params
+    elif all_params:
         payload["params"] = model_params(run_config)
     data = dict(payload["data"])
-    for field in ("path", "items_path", "users_path", "item_id_map"):
-        data.pop(field, None)
+    for name in ("path", "items_path", "users_path", "item_id_map"):
+        data.pop(name, None)
     payload["data"] = data
     payload["files_sha256"] = dict(sorted(sha256.items()))
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
@@ -494,6 +503,57 @@ def read_marker(cell: Cell) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def trained_params(run_config: Any, rules: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters a run of ``run_config`` trains with: every one of its model's (defaults filled in),
+    those left to the data replaced by the data rules' values ``rules`` (JSON values, without the
+    :data:`NEUTRAL_PARAMS` at their neutral value)."""
+    from attnrec.registry import get_model_class
+
+    config = get_model_class(run_config.model).config_class.create(dict(run_config.params))
+    return without_neutral(json.loads(json.dumps({**config.model_dump(mode="json"), **rules})))
+
+
+def same_trained_run(cell: Cell, folder: Path) -> bool:
+    """True when ``folder`` (the cell's own folder, or its copy in a record) holds a finished run that trained
+    exactly as this cell would, although its marker has another key: the run configuration is the cell's except
+    for hyperparameters (same model, data contents, split, seed, ...), and the hyperparameters it trained with
+    (its ``config.json`` with the data rules' values of its ``metrics.json``) equal the ones this release
+    trains the cell with (its config with the rules applied to the cell's training data, which this loads).
+    So a default that became a rule from the data, and gives the earlier value on some data, keeps those
+    cells. Only for cells of one data file and no member cells (other files' contents are not in a run's
+    config); anything unreadable is False."""
+    from attnrec.registry import create_model, get_model_class
+    from attnrec.runs import RunConfig, load_data
+
+    rc = cell.run_config
+    if cell.needs or set(cell.sha256) != {"data"}:
+        return False
+    try:
+        stored = read_json(folder / "config.json")
+        metrics = read_json(folder / "metrics.json")
+        if not isinstance(stored, dict) or not isinstance(metrics, dict):
+            return False
+        if stored.get("model") != rc.model or (stored.get("data") or {}).get("sha256") != cell.sha256["data"]:
+            return False
+        known = get_model_class(rc.model).config_class.model_fields
+        neutral = {k: v for k, v in NEUTRAL_PARAMS.items() if k in known}  # options added since: at neutral
+        fields = {k: v for k, v in stored.items() if k in RunConfig.model_fields}
+        fields["params"] = {**neutral, **(stored.get("params") or {})}
+        # where the run found its files (paths, the data's sha256) is not part of the key: the cell's
+        located = ("sha256", "path_from_run", "items_from_run", "users_from_run")
+        fields["data"] = {**fields["data"], **{k: getattr(rc.data, k) for k in located}}
+        stored_rc = RunConfig.model_validate(fields)
+        if cell_key(stored_rc, cell.sha256, params={}) != cell_key(rc, cell.sha256, params={}):
+            return False
+        stored_rules = {k: v["value"] for k, v in ((metrics.get("fit") or {}).get("data_rules") or {}).items()}
+        if "params" not in cell.trained:
+            rules = create_model(rc.model, rc.params).rules_for(load_data(rc).split.train)
+            cell.trained["params"] = trained_params(rc, {k: v for k, (v, _) in rules.items()})
+        return bool(trained_params(stored_rc, stored_rules) == cell.trained["params"])
+    except Exception:  # a torn file, a removed option, unreadable data: not the same run
+        return False
+
+
 def marker_matches(cell: Cell, marker: dict[str, Any] | None) -> bool:
     """True when ``marker`` was written for this very configuration: its key is the cell's, or it is the
     earlier releases' key and the run folder's stored hyperparameters (``config.json``, defaults filled in at
@@ -502,11 +562,14 @@ def marker_matches(cell: Cell, marker: dict[str, Any] | None) -> bool:
         return False
     if marker.get("key") == cell.key:
         return True
-    if cell.legacy_key is None or marker.get("key") != cell.legacy_key:
+    if marker.get("status") == "done" and same_trained_run(cell, cell.folder):
+        pass  # another key, the same training: the marker is upgraded to this key
+    elif cell.legacy_key is None or marker.get("key") != cell.legacy_key:
         return False
-    stored = read_json(cell.folder / "config.json") if (cell.folder / "config.json").is_file() else None
-    if not isinstance(stored, dict) or without_neutral(stored.get("params")) != model_params(cell.run_config):
-        return False
+    else:
+        stored = read_json(cell.folder / "config.json") if (cell.folder / "config.json").is_file() else None
+        if not isinstance(stored, dict) or without_neutral(stored.get("params")) != model_params(cell.run_config):
+            return False
     upgraded = {**marker, "key": cell.key}
     tmp = cell.folder / (CELL_JSON + ".tmp")
     write_json(tmp, upgraded)

@@ -22,7 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from attnrec.evaluation.benchmark import CELL_JSON, CTR_TEST_NPZ, PER_USER_NPZ, Cell, is_finished, read_marker
+from attnrec.evaluation.benchmark import (
+    CELL_JSON,
+    CTR_TEST_NPZ,
+    PER_USER_NPZ,
+    Cell,
+    is_finished,
+    read_marker,
+    same_trained_run,
+)
 from attnrec.io import read_json, write_json
 
 RECORD_FILES = (CELL_JSON, "metrics.json", "config.json", "history.csv", PER_USER_NPZ, CTR_TEST_NPZ)
@@ -57,10 +65,14 @@ def _recorded_result(cell: Cell, out: Path, record: Path) -> dict[str, Any] | No
     (the same key), else None."""
     src = record_folder(cell, out, record)
     marker = _recorded_marker(src)
-    if marker is None or marker.get("key") != cell.key or marker.get("status") not in ("done", "timeout"):
+    if marker is None or marker.get("status") not in ("done", "timeout"):
         return None
     if marker.get("status") == "done" and not (src / "metrics.json").is_file():
         return None
+    if marker.get("key") != cell.key:  # a run that trained exactly as the cell would is restored under its key
+        if marker.get("status") != "done" or not same_trained_run(cell, src):
+            return None
+        marker = {**marker, "key": cell.key}
     return marker
 
 
