@@ -316,6 +316,7 @@ def test_a_default_that_became_a_data_rule_keeps_the_cells_it_trains_the_same(
     assert fresh.calls == []
     restored = bench / "out2" / "cells" / "synth" / "ease" / "seed-1" / CELL_JSON
     assert json.loads(restored.read_text())["key"] == cells[1].key
+    assert json.loads((record / "cells" / "synth" / "ease" / "seed-1" / CELL_JSON).read_text())["key"] == cells[1].key
 
     (bench / "bench.toml").write_text(
         rule_config.replace('name = "ease"', f'name = "ease"\nparams = {{ l2 = {2 * l2!r} }}')

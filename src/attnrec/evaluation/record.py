@@ -85,6 +85,10 @@ def restore_cell(cell: Cell, out: Path, record: Path) -> bool:
     if marker is None:
         return False
     src = record_folder(cell, out, record)
+    if (_recorded_marker(src) or {}).get("key") != cell.key:  # the same training under a new key: so recorded
+        tmp = src / (CELL_JSON + ".tmp")
+        write_json(tmp, marker)
+        os.replace(tmp, src / CELL_JSON)
     if cell.folder.exists():
         shutil.rmtree(cell.folder)
     cell.folder.mkdir(parents=True)
